@@ -1,0 +1,164 @@
+"""The typed contract every backend package implements.
+
+A backend is a Python package (``twinnn.backends.torch``, ``twinnn.backends.tensorflow``)
+whose module-level names satisfy :class:`Backend`; mypy checks each package against it. The
+neutral front (``twinnn.layers``, ``twinnn.losses``, ``twinnn.optim``, ``twinnn.training``)
+only ever calls these functions, so nothing framework-specific lives outside the backend
+folders.
+
+Shapes in docstrings: ``B`` batch, ``T`` time, ``F`` features, ``H`` hidden size, ``L`` layers,
+``D`` directions (1 or 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+#: A native tensor (``torch.Tensor`` or ``tf.Tensor``) or variable.
+Tensor = Any
+#: A native trainable variable (``torch.nn.Parameter`` or ``tf.Variable``).
+Param = Any
+#: ``(w_ih (in, 4H), w_hh (H, 4H), bias (4H,))`` for one layer and direction.
+LSTMWeights = tuple[Param, Param, Param]
+
+
+class SGDKernel(Protocol):
+    """The backend half of :class:`twinnn.SGD`: buffers and the in-place update.
+
+    ``apply`` implements PyTorch's SGD (dampening 0) for every parameter::
+
+        g = grad + weight_decay * p
+        v = momentum * v + g          (v starts at 0, so the first step gives v = g)
+        p = p - lr * (g + momentum * v if nesterov else v)
+    """
+
+    def set_lr(self, lr: float) -> None:
+        """Change the learning rate; takes effect at the next step, never recompiles."""
+
+    def apply(self, grads: Sequence[Tensor]) -> None:
+        """Update the parameters in place from their gradients (same order)."""
+
+    def get_buffers(self) -> list[np.ndarray] | None:
+        """Momentum buffers as float32 arrays, parameter order; None without momentum."""
+
+    def set_buffers(self, buffers: Sequence[np.ndarray]) -> None:
+        """Overwrite the momentum buffers (shapes already checked by the caller)."""
+
+
+class Backend(Protocol):
+    """Module-level API of a backend package."""
+
+    NAME: str
+
+    # --- framework, device, precision -------------------------------------------------------
+    def framework_version(self) -> str:
+        """Version string of the framework (``torch.__version__``)."""
+
+    def visible_gpus(self) -> list[str]:
+        """Names of the GPUs the framework sees (empty on a CPU machine)."""
+
+    def set_device(self, kind: str, index: int | None) -> str:
+        """Place new parameters and tensors on ``kind`` (``auto``, ``cpu`` or ``gpu``).
+
+        Returns the resolved device, ``"cpu"`` or ``"gpu:N"``. Raises
+        :class:`twinnn.errors.DeviceError` when a GPU is asked for and absent.
+        """
+
+    def current_device(self) -> str:
+        """The resolved device (``"cpu"`` or ``"gpu:N"``)."""
+
+    def set_tf32(self, enabled: bool) -> None:
+        """Allow (True) or forbid (False) TF32 math on GPUs."""
+
+    def seed(self, value: int) -> None:
+        """Seed the framework's own random generator."""
+
+    # --- tensors --------------------------------------------------------------------------------
+    def is_native(self, x: object) -> bool:
+        """True for this framework's tensors and variables."""
+
+    def convert(self, x: object, name: str, dtype: str | None = None) -> Tensor:
+        """Turn an array-like or native tensor into a tensor on the device.
+
+        Floating array-likes become float32. A native floating tensor that is not float32
+        raises :class:`~twinnn.errors.DTypeError`; a tensor of the other framework raises
+        :class:`~twinnn.errors.BackendMismatchError`. ``name`` is the argument name used in
+        messages. ``dtype`` (``"float32"``, ``"int64"``, ...) forces a dtype.
+        """
+
+    def to_numpy(self, x: Tensor) -> np.ndarray:
+        """A NumPy copy of ``x`` (detached, on the host)."""
+
+    def static_shape(self, x: Tensor) -> tuple[int | None, ...]:
+        """The shape as known now (``None`` for dims unknown while tracing)."""
+
+    def dtype_name(self, x: Tensor) -> str:
+        """NumPy-style dtype name, e.g. ``"float32"``."""
+
+    # --- parameters -----------------------------------------------------------------------------
+    def make_parameter(self, value: np.ndarray) -> Param:
+        """A trainable float32 variable holding ``value``, on the device."""
+
+    def is_parameter(self, x: object) -> bool:
+        """True for variables made by :meth:`make_parameter`."""
+
+    def assign(self, param: Param, value: np.ndarray) -> None:
+        """Overwrite ``param`` in place with ``value`` (same shape)."""
+
+    # --- ops (NumPy argument names) -------------------------------------------------------------
+    def relu(self, x: Tensor) -> Tensor: ...
+    def tanh(self, x: Tensor) -> Tensor: ...
+    def sigmoid(self, x: Tensor) -> Tensor: ...
+    def square(self, x: Tensor) -> Tensor: ...
+    def matmul(self, a: Tensor, b: Tensor) -> Tensor: ...
+    def concat(self, tensors: Sequence[Tensor], axis: int = -1) -> Tensor: ...
+    def reshape(self, x: Tensor, shape: Sequence[int]) -> Tensor: ...
+    def mean(
+        self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False
+    ) -> Tensor: ...
+    def sum(
+        self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False
+    ) -> Tensor: ...
+    def broadcast_like(self, x: Tensor, like: Tensor) -> Tensor:
+        """``x`` broadcast to the (dynamic) shape of ``like``."""
+
+    def sequence_mask(self, lengths: Tensor, time: int | Tensor) -> Tensor:
+        """Float32 ``(B, time)`` mask: ``1.0`` where ``t < lengths[b]``, else ``0.0``."""
+
+    # --- layers -----------------------------------------------------------------------------------
+    def linear(self, x: Tensor, weight: Param, bias: Param | None) -> Tensor:
+        """``x @ weight + bias`` for ``x`` of shape ``(..., in)``; ``weight`` ``(in, out)``."""
+
+    # --- optimiser and steps ----------------------------------------------------------------------
+    def make_sgd(
+        self,
+        params: Sequence[Param],
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+    ) -> SGDKernel:
+        """The SGD update for ``params`` (see :class:`SGDKernel`)."""
+
+    def build_train_step(
+        self,
+        loss_of: Callable[..., Tensor],
+        params: Sequence[Param],
+        apply_gradients: Callable[[Sequence[Tensor]], None],
+        *,
+        eager: bool,
+        jit: bool,
+    ) -> Callable[..., Tensor]:
+        """A function ``step(*args) -> loss``: converts ``args`` with :meth:`convert`, runs
+        ``loss = loss_of(*args)``, differentiates it w.r.t. ``params`` and calls
+        ``apply_gradients(grads)``. Compiled unless ``eager`` (TensorFlow: ``tf.function``
+        that does not retrace for new leading dims; torch: ``torch.compile`` when ``jit``).
+        """
+
+    def build_eval_step(
+        self, loss_of: Callable[..., Tensor], *, eager: bool, jit: bool
+    ) -> Callable[..., Tensor]:
+        """Like :meth:`build_train_step` without gradients or update."""

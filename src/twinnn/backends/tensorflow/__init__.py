@@ -1,0 +1,76 @@
+"""The tensorflow backend; its module-level names implement ``twinnn.backends.base.Backend``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twinnn.backends.tensorflow.core import (
+    NAME,
+    assign,
+    broadcast_like,
+    concat,
+    convert,
+    current_device,
+    dtype_name,
+    framework_version,
+    is_native,
+    is_parameter,
+    make_parameter,
+    matmul,
+    mean,
+    relu,
+    reshape,
+    seed,
+    sequence_mask,
+    set_device,
+    set_tf32,
+    sigmoid,
+    square,
+    static_shape,
+    sum,
+    tanh,
+    to_numpy,
+    visible_gpus,
+)
+from twinnn.backends.tensorflow.nn import linear
+from twinnn.backends.tensorflow.optim import make_sgd
+from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
+
+__all__ = [
+    "NAME",
+    "assign",
+    "broadcast_like",
+    "build_eval_step",
+    "build_train_step",
+    "concat",
+    "convert",
+    "current_device",
+    "dtype_name",
+    "framework_version",
+    "is_native",
+    "is_parameter",
+    "linear",
+    "make_parameter",
+    "make_sgd",
+    "matmul",
+    "mean",
+    "relu",
+    "reshape",
+    "seed",
+    "sequence_mask",
+    "set_device",
+    "set_tf32",
+    "sigmoid",
+    "square",
+    "static_shape",
+    "sum",
+    "tanh",
+    "to_numpy",
+    "visible_gpus",
+]
+
+if TYPE_CHECKING:
+    import twinnn.backends.tensorflow as _self
+    from twinnn.backends.base import Backend
+
+    _conforms: Backend = _self

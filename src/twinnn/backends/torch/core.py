@@ -1,0 +1,167 @@
+"""torch backend: device, precision, tensors, parameters and the neutral ops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from twinnn.errors import BackendMismatchError, DeviceError, DTypeError
+
+NAME = "torch"
+
+_device = torch.device("cpu")
+
+
+def framework_version() -> str:
+    return str(torch.__version__)
+
+
+def visible_gpus() -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def set_device(kind: str, index: int | None) -> str:
+    """Resolve ``auto``/``cpu``/``gpu[:N]`` to a ``torch.device``; no silent CPU fallback."""
+    global _device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "cpu" or (kind == "auto" and count == 0):
+        _device = torch.device("cpu")
+    else:
+        wanted = 0 if index is None else index
+        if wanted >= count:
+            raise DeviceError(
+                f"TWINNN_DEVICE asks for gpu:{wanted} but torch sees {count} GPU(s)"
+                + (" (this torch build has no CUDA)" if torch.version.cuda is None else "")
+                + "; use 'cpu' or 'auto'"
+            )
+        _device = torch.device("cuda", wanted)
+    return current_device()
+
+
+def current_device() -> str:
+    return "cpu" if _device.type == "cpu" else f"gpu:{_device.index or 0}"
+
+
+def set_tf32(enabled: bool) -> None:
+    # torch's cuDNN LSTM uses TF32 by default (cudnn.allow_tf32=True): a silent parity breaker.
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def seed(value: int) -> None:
+    torch.manual_seed(value)
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+
+def is_native(x: object) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _framework_of(x: object) -> str:
+    return type(x).__module__.split(".", 1)[0]
+
+
+def convert(x: object, name: str, dtype: str | None = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        if dtype is not None:
+            return x.to(device=_device, dtype=getattr(torch, dtype))
+        if x.is_floating_point() and x.dtype != torch.float32:
+            raise DTypeError(
+                f"argument {name!r} must be float32, got a torch tensor of dtype "
+                f"{str(x.dtype).removeprefix('torch.')}; cast it with .float() "
+                "(twinnn does not change the dtype of native tensors silently)"
+            )
+        return x if x.device == _device else x.to(_device)
+    if _framework_of(x) in ("tensorflow", "keras", "jax", "jaxlib"):
+        raise BackendMismatchError(
+            f"argument {name!r} is a {type(x).__module__}.{type(x).__name__}, but this object "
+            "runs on the torch backend; pass a NumPy array or a torch tensor"
+        )
+    array = np.asarray(x)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    elif array.dtype.kind == "f" or array.dtype.kind == "O":
+        array = array.astype(np.float32, copy=False)
+    elif array.dtype.kind not in "biu":
+        raise DTypeError(f"argument {name!r} must be numeric, got dtype {array.dtype}")
+    return torch.as_tensor(array, device=_device)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return np.asarray(x.detach().cpu().numpy())
+    return np.asarray(x)
+
+
+def static_shape(x: Any) -> tuple[int | None, ...]:
+    return tuple(int(d) for d in x.shape)
+
+
+def dtype_name(x: Any) -> str:
+    return str(x.dtype).removeprefix("torch.")
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+
+def make_parameter(value: np.ndarray) -> torch.nn.Parameter:
+    data = torch.as_tensor(np.ascontiguousarray(value, dtype=np.float32), device=_device)
+    return torch.nn.Parameter(data.clone())
+
+
+def is_parameter(x: object) -> bool:
+    return isinstance(x, torch.nn.Parameter)
+
+
+def assign(param: Any, value: np.ndarray) -> None:
+    with torch.no_grad():
+        param.copy_(torch.as_tensor(np.asarray(value, dtype=np.float32)))
+
+
+# --- ops ----------------------------------------------------------------------------------------
+
+relu = torch.relu
+tanh = torch.tanh
+sigmoid = torch.sigmoid
+square = torch.square
+matmul = torch.matmul
+
+
+def concat(tensors: Sequence[Any], axis: int = -1) -> Any:
+    return torch.cat(list(tensors), dim=axis)
+
+
+def reshape(x: Any, shape: Sequence[int]) -> Any:
+    return torch.reshape(x, tuple(shape))
+
+
+def _dims(axis: int | Sequence[int] | None) -> Any:
+    return axis if axis is None or isinstance(axis, int) else tuple(axis)
+
+
+def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
+    if axis is None:
+        return torch.mean(x, dim=None, keepdim=keepdims) if keepdims else torch.mean(x)
+    return torch.mean(x, dim=_dims(axis), keepdim=keepdims)
+
+
+def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
+    if axis is None:
+        return torch.sum(x, dim=None, keepdim=keepdims) if keepdims else torch.sum(x)
+    return torch.sum(x, dim=_dims(axis), keepdim=keepdims)
+
+
+def broadcast_like(x: Any, like: Any) -> Any:
+    return torch.broadcast_to(x, like.shape)
+
+
+def sequence_mask(lengths: Any, time: Any) -> Any:
+    steps = torch.arange(int(time), device=lengths.device)
+    return (steps.unsqueeze(0) < lengths.unsqueeze(1)).to(torch.float32)

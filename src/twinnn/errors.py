@@ -1,0 +1,73 @@
+"""twinnn's exceptions.
+
+Every error twinnn raises for bad input is a :class:`TwinnnError` that also subclasses the
+builtin a Python user would expect (``ValueError``, ``TypeError``, ``ImportError``), so
+``except ValueError`` keeps working. Messages name the argument, what was expected and what was
+received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "BackendError",
+    "BackendMismatchError",
+    "BackendNotInstalledError",
+    "DTypeError",
+    "DeviceError",
+    "ShapeError",
+    "StateDictError",
+    "TwinnnError",
+]
+
+
+class TwinnnError(Exception):
+    """Base class of every twinnn error."""
+
+
+class BackendError(TwinnnError, ValueError):
+    """An unknown backend name (``TWINNN_BACKEND`` or ``set_backend``)."""
+
+
+class BackendNotInstalledError(BackendError, ImportError):
+    """The backend's framework (torch or tensorflow) cannot be imported."""
+
+
+class BackendMismatchError(TwinnnError, TypeError):
+    """An object of one backend met a tensor or object of another."""
+
+
+class DeviceError(TwinnnError, ValueError):
+    """An unknown device string, or a GPU asked for where the backend sees none."""
+
+
+class ShapeError(TwinnnError, ValueError):
+    """A tensor whose shape does not match what the operation needs."""
+
+
+class DTypeError(TwinnnError, TypeError):
+    """A tensor whose dtype twinnn will not use silently."""
+
+
+class ArgumentError(TwinnnError, ValueError):
+    """An argument outside its allowed values (a negative learning rate, say)."""
+
+
+class ArgumentTypeError(TwinnnError, TypeError):
+    """An argument of the wrong Python type (a string where an int is needed, say)."""
+
+
+class StateDictError(TwinnnError, ValueError):
+    """A state dict with missing, unexpected, mis-shaped or wrongly typed entries."""
+
+
+def describe_shape(shape: object) -> str:
+    """``(2, 3)``-style text for a shape, ``None`` dims shown as ``?``."""
+    if not isinstance(shape, Iterable):
+        return repr(shape)
+    dims = tuple(shape)
+    text = ", ".join("?" if d is None else str(int(d)) for d in dims)
+    return f"({text},)" if len(dims) == 1 else f"({text})"

@@ -1,0 +1,5 @@
+"""Neutral layers."""
+
+from twinnn.layers.linear import Linear
+
+__all__ = ["Linear"]
