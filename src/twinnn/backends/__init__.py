@@ -26,9 +26,14 @@ ALIASES: dict[str, str] = {
 _loaded: dict[str, Backend] = {}
 
 
+def framework_installed(name: str) -> bool:
+    """Whether backend ``name``'s framework can be imported (found without importing it)."""
+    return importlib.util.find_spec(FRAMEWORKS[name]) is not None
+
+
 def installed_frameworks() -> list[str]:
     """Canonical names of the backends whose framework can be imported (no import done)."""
-    return [name for name, mod in FRAMEWORKS.items() if importlib.util.find_spec(mod) is not None]
+    return [name for name in FRAMEWORKS if framework_installed(name)]
 
 
 def canonical_name(name: object, argument: str = "name") -> str:
@@ -46,7 +51,7 @@ def load(name: str) -> Backend:
     if name in _loaded:
         return _loaded[name]
     framework = FRAMEWORKS[name]
-    if importlib.util.find_spec(framework) is None:
+    if not framework_installed(name):
         raise BackendNotInstalledError(
             f"backend {name!r} needs the {framework!r} package, which is not installed "
             f"(installed: {installed_frameworks() or 'none'}); "

@@ -18,4 +18,6 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
         lead = tf.shape(x)[:-1]
         y = tf.linalg.matmul(tf.reshape(x, [-1, x.shape[-1]]), weight)
         y = tf.reshape(y, tf.concat([lead, tf.shape(weight)[-1:]], axis=0))
-    return y if bias is None else tf.nn.bias_add(y, bias)
+    if bias is None:
+        return y
+    return tf.nn.bias_add(y, bias) if x.shape.rank >= 2 else y + bias

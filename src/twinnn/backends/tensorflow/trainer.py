@@ -4,6 +4,10 @@ Each step keeps one ``tf.function`` per *structure* of its arguments (rank, last
 dtype). Every axis but the last is traced as ``None``, so a new batch size or sequence length
 reuses the same graph: no retracing. ``eager=True`` skips ``tf.function`` altogether, so the
 Python body of ``forward`` runs (and stops at breakpoints) on every step.
+
+Tracing runs with ``autograph=False``: twinnn's own errors (shape checks in layers and losses)
+reach the caller unchanged instead of wrapped in autograph's ``StagingError``, and model code
+must not branch in Python on tensor *values* (as with ``torch.compile(fullgraph=True)``).
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ class CompiledStep:
                 for rank, last, dtype in key
             ]
             function = tf.function(
-                self._body, input_signature=signature, jit_compile=self._jit or None
+                self._body,
+                input_signature=signature,
+                jit_compile=self._jit or None,
+                autograph=False,
             )
             self._functions[key] = function
         return function
