@@ -14,8 +14,8 @@ fi
 .venv/bin/python -m pip install --quiet -c constraints/cpu.txt -e ".[cpu,dev,docs,plot]"
 
 echo "== ruff"
-.venv/bin/ruff check src tests examples benchmarks
-.venv/bin/ruff format --check src tests examples benchmarks
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
 if [ -f mkdocs.yml ]; then
