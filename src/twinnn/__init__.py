@@ -15,6 +15,7 @@ from twinnn.config import (
     set_backend,
     set_device,
 )
+from twinnn.fit import fit
 from twinnn.layers import Linear
 from twinnn.losses import mse_loss
 from twinnn.module import Module, ParameterList, parameter
@@ -32,6 +33,7 @@ from twinnn.ops import (
     to_numpy,
 )
 from twinnn.optim import SGD
+from twinnn.report import report
 from twinnn.training import eval_step, train_step
 
 __version__ = "0.1.0"
@@ -48,11 +50,13 @@ __all__ = [
     "device",
     "errors",
     "eval_step",
+    "fit",
     "matmul",
     "mean",
     "mse_loss",
     "parameter",
     "relu",
+    "report",
     "reshape",
     "seed",
     "sequence_mask",

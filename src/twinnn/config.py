@@ -51,6 +51,7 @@ _tf32: bool | None = None
 _seed: int | None = None
 _rng: np.random.Generator = np.random.default_rng()
 _override: Backend | None = None  # set while a Module of another backend runs
+_configured: set[str] = set()  # backends whose device, precision and seed were applied
 
 
 def _env_flag(name: str) -> bool:
@@ -90,15 +91,15 @@ def backend() -> str:
 
 def _activate(name: str) -> Backend:
     """Load backend ``name``, applying the device, precision and seed settings on first load."""
-    first = name not in _registry.loaded()
     impl = _registry.load(name)
-    if first:
+    if name not in _configured:
         impl.set_tf32(tf32_allowed())
         if _seed is not None:
             impl.seed(_seed)
         spec = _device_spec if _device_spec is not None else os.environ.get("TWINNN_DEVICE", "auto")
         argument = "set_device(device)" if _device_spec is not None else "TWINNN_DEVICE"
         impl.set_device(*parse_device(spec or "auto", argument))
+        _configured.add(name)
     return impl
 
 
