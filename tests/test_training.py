@@ -157,3 +157,24 @@ def test_shape_errors_inside_a_compiled_step_stay_twinnn_errors(backend: str) ->
         step(np.zeros((2, 3), np.float32), np.zeros((2, 1), np.float32))
     with pytest.raises(errors.ShapeError, match=r"'target'.*got \(\?,\)|got \(2,\)"):
         step(np.zeros((2, 4), np.float32), np.zeros(2, np.float32))
+
+
+class Scaled(tn.Module):
+    """Takes a rank-1 per-example argument, like an LSTM's lengths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = tn.Linear(4, 1)
+        self.calls = 0
+
+    def forward(self, x: Any, scale: Any) -> Any:
+        self.calls += 1
+        return self.linear(x) * tn.reshape(scale, (-1, 1))
+
+
+def test_rank1_arguments_do_not_retrace_for_new_batch_sizes(backend: str) -> None:
+    model = Scaled()
+    step = tn.train_step(model, tn.mse_loss, tn.SGD(model, lr=0.01))
+    for x, y in _batches([8, 5, 16, 2]):
+        step(x, np.ones(len(x), np.float32), y)
+    assert model.calls == (1 if backend == "tensorflow" else 4)

@@ -16,7 +16,8 @@ from twinnn.config import (
     set_device,
 )
 from twinnn.fit import fit
-from twinnn.layers import Linear
+from twinnn.io import load, save
+from twinnn.layers import LSTM, Linear
 from twinnn.losses import mse_loss
 from twinnn.module import Module, ParameterList, parameter
 from twinnn.ops import (
@@ -39,6 +40,7 @@ from twinnn.training import eval_step, train_step
 __version__ = "0.1.0"
 
 __all__ = [
+    "LSTM",
     "SGD",
     "Linear",
     "Module",
@@ -51,6 +53,7 @@ __all__ = [
     "errors",
     "eval_step",
     "fit",
+    "load",
     "matmul",
     "mean",
     "mse_loss",
@@ -58,6 +61,7 @@ __all__ = [
     "relu",
     "report",
     "reshape",
+    "save",
     "seed",
     "sequence_mask",
     "set_backend",

@@ -16,6 +16,7 @@ __all__ = [
     "BackendError",
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "CheckpointError",
     "DTypeError",
     "DeviceError",
     "ShapeError",
@@ -62,6 +63,10 @@ class ArgumentTypeError(TwinnnError, TypeError):
 
 class StateDictError(TwinnnError, ValueError):
     """A state dict with missing, unexpected, mis-shaped or wrongly typed entries."""
+
+
+class CheckpointError(TwinnnError, ValueError):
+    """A checkpoint file that cannot be read or does not fit the model (names the path)."""
 
 
 def describe_shape(shape: object) -> str:

@@ -132,6 +132,32 @@ class Backend(Protocol):
     def linear(self, x: Tensor, weight: Param, bias: Param | None) -> Tensor:
         """``x @ weight + bias`` for ``x`` of shape ``(..., in)``; ``weight`` ``(in, out)``."""
 
+    def lstm(
+        self,
+        x: Tensor,
+        lengths: Tensor | None,
+        initial_state: tuple[Tensor, Tensor] | None,
+        weights: Sequence[LSTMWeights],
+        num_layers: int,
+        bidirectional: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Multi-layer LSTM over a batch-first, right-padded batch (DESIGN.md section 4).
+
+        ``x`` ``(B, T, F)`` float32; ``lengths`` ``(B,)`` integers, ``0 <= len <= T`` (None:
+        all ``T``); ``initial_state`` ``(h0, c0)``, each ``(L*D, B, H)`` (None: zeros);
+        ``weights`` ``L*D`` triples ``(w_ih (in, 4H), w_hh (H, 4H), bias (4H,))``, layer by
+        layer, forward before backward, ``in = F`` for layer 0 and ``H*D`` above. Per step,
+        gates ``i, f, g, o``: ``z = x_t @ w_ih + h @ w_hh + bias``, ``c = f*c + i*g``,
+        ``h = o * tanh(c)``.
+
+        Returns ``(outputs (B, T, H*D), h (L*D, B, H), c (L*D, B, H))``: outputs exactly zero
+        at ``t >= len``; ``h``, ``c`` the state after step ``len - 1`` (the initial state for
+        ``len == 0``); the backward direction reads each sequence from ``len - 1`` down to 0.
+        Padded values never influence any output, state or gradient. The backend checks the
+        values of ``lengths`` (:class:`~twinnn.errors.ArgumentError` where it can without a
+        device round trip, a framework assertion otherwise).
+        """
+
     # --- optimiser and steps ----------------------------------------------------------------------
     def make_sgd(
         self,

@@ -1,5 +1,6 @@
 """Neutral layers."""
 
 from twinnn.layers.linear import Linear
+from twinnn.layers.lstm import LSTM
 
-__all__ = ["Linear"]
+__all__ = ["LSTM", "Linear"]

@@ -34,6 +34,7 @@ from twinnn.backends.tensorflow.core import (
 )
 from twinnn.backends.tensorflow.nn import linear
 from twinnn.backends.tensorflow.optim import make_sgd
+from twinnn.backends.tensorflow.rnn import lstm
 from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "is_native",
     "is_parameter",
     "linear",
+    "lstm",
     "make_parameter",
     "make_sgd",
     "matmul",

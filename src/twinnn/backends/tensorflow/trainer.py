@@ -1,8 +1,9 @@
 """tensorflow backend: train and eval steps compiled with ``tf.function``.
 
 Each step keeps one ``tf.function`` per *structure* of its arguments (rank, last dimension,
-dtype). Every axis but the last is traced as ``None``, so a new batch size or sequence length
-reuses the same graph: no retracing. ``eager=True`` skips ``tf.function`` altogether, so the
+dtype). Every axis but the last of a tensor of rank >= 2 is traced as ``None``, and the one axis
+of a rank-1 tensor (per-example lengths or targets, ``(B,)``) too, so a new batch size or
+sequence length reuses the same graph: no retracing. ``eager=True`` skips ``tf.function`` altogether, so the
 Python body of ``forward`` runs (and stops at breakpoints) on every step.
 
 Tracing runs with ``autograph=False``: twinnn's own errors (shape checks in layers and losses)
@@ -39,7 +40,7 @@ class CompiledStep:
 
     def _function_for(self, args: Sequence[Any]) -> Any:
         key: _Key = tuple(
-            (a.shape.rank, a.shape[-1] if a.shape.rank else None, a.dtype.name) for a in args
+            (a.shape.rank, a.shape[-1] if a.shape.rank >= 2 else None, a.dtype.name) for a in args
         )
         function = self._functions.get(key)
         if function is None:

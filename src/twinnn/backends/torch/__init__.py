@@ -34,6 +34,7 @@ from twinnn.backends.torch.core import (
 )
 from twinnn.backends.torch.nn import linear
 from twinnn.backends.torch.optim import make_sgd
+from twinnn.backends.torch.rnn import lstm
 from twinnn.backends.torch.trainer import build_eval_step, build_train_step
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "is_native",
     "is_parameter",
     "linear",
+    "lstm",
     "make_parameter",
     "make_sgd",
     "matmul",

@@ -1,0 +1,537 @@
+"""Checkpoints: round trips, resume across backends, bad files, no unpickling, atomic writes."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+import twinnn
+from twinnn import io as tio
+from twinnn.backends import installed_frameworks
+from twinnn.errors import ArgumentTypeError, CheckpointError, StateDictError
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "twinnn"
+
+
+class Net(twinnn.Module):
+    """Two Linear layers with a tanh between: dotted names, two parameter shapes each."""
+
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.hidden = twinnn.Linear(4, hidden)
+        self.head = twinnn.Linear(hidden, 3)
+
+    def forward(self, x: Any) -> Any:
+        return self.head(twinnn.tanh(self.hidden(x)))
+
+
+class SeqNet(twinnn.Module):
+    """A bidirectional LSTM over padded sequences, its final states into a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = twinnn.LSTM(3, 5, bidirectional=True)
+        self.head = twinnn.Linear(10, 1)
+
+    def forward(self, x: Any, lengths: Any) -> Any:
+        _, (h, _) = self.lstm(x, lengths=lengths)
+        return self.head(twinnn.concat([h[-2], h[-1]], axis=-1))
+
+
+def _seq_data() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((6, 7, 3)).astype(np.float32)
+    return (x, np.array([7, 2, 5, 1, 7, 4])), rng.standard_normal((6, 1)).astype(np.float32)
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return (
+        rng.standard_normal((16, 4)).astype(np.float32),
+        rng.standard_normal((16, 3)).astype(np.float32),
+    )
+
+
+def _trained(steps: int = 3) -> tuple[Net, twinnn.SGD]:
+    model = Net()
+    opt = twinnn.SGD(model, lr=0.05, momentum=0.9, weight_decay=1e-3)
+    step = twinnn.train_step(model, twinnn.mse_loss, opt)
+    x, y = _data()
+    for _ in range(steps):
+        step(x, y)
+    return model, opt
+
+
+def _snapshot(model: twinnn.Module, opt: twinnn.SGD) -> tuple[dict[str, np.ndarray], Any]:
+    return model.state_dict(), opt.state_dict()
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    model_a, opt_a = a
+    model_b, opt_b = b
+    assert model_a.keys() == model_b.keys()
+    for name in model_a:
+        np.testing.assert_array_equal(model_a[name], model_b[name])
+    assert {k: v for k, v in opt_a.items() if k != "momentum_buffers"} == {
+        k: v for k, v in opt_b.items() if k != "momentum_buffers"
+    }
+    for name, buffer in opt_a["momentum_buffers"].items():
+        np.testing.assert_array_equal(buffer, opt_b["momentum_buffers"][name])
+
+
+# --- round trips in one process -------------------------------------------------------------------
+def test_round_trip_same_backend(backend: str, tmp_path: Path) -> None:
+    model, opt = _trained()
+    path = tmp_path / "ckpt.safetensors"
+    twinnn.save(path, model, opt, metadata={"epoch": "3", "note": "ünïcode"})
+    twinnn.seed(1)
+    fresh = Net()
+    fresh_opt = twinnn.SGD(fresh, lr=0.5, momentum=0.9, weight_decay=1e-3)
+    assert not np.array_equal(fresh.state_dict()["head.weight"], model.state_dict()["head.weight"])
+    meta = twinnn.load(str(path), fresh, fresh_opt)
+    assert meta == {"epoch": "3", "note": "ünïcode"}
+    _assert_same(_snapshot(model, opt), _snapshot(fresh, fresh_opt))
+    assert fresh_opt.lr == 0.05
+
+
+def test_file_is_plain_safetensors_in_the_neutral_layout(backend: str, tmp_path: Path) -> None:
+    model, opt = _trained()
+    path = tmp_path / "ckpt.safetensors"
+    twinnn.save(path, model, opt)
+    tensors = safetensors.numpy.load_file(str(path))
+    assert set(tensors) == {
+        *(f"model/{n}" for n in ("hidden.weight", "hidden.bias", "head.weight", "head.bias")),
+        *(f"optimizer/momentum_buffer/{n}" for n in ("hidden.weight", "hidden.bias")),
+        *(f"optimizer/momentum_buffer/{n}" for n in ("head.weight", "head.bias")),
+    }
+    assert tensors["model/hidden.weight"].shape == (4, 8)  # (in, out): neutral layout
+    np.testing.assert_array_equal(tensors["model/head.bias"], model.state_dict()["head.bias"])
+    ckpt = tio.read(path)
+    assert ckpt.format_version == tio.FORMAT_VERSION == 1
+    assert ckpt.backend == backend
+    assert ckpt.model_class == "Net"
+    assert list(ckpt.parameters) == ["hidden.weight", "hidden.bias", "head.weight", "head.bias"]
+    assert ckpt.optimizer is not None
+    assert ckpt.optimizer["momentum"] == 0.9 and ckpt.optimizer["weight_decay"] == 1e-3
+    np.testing.assert_array_equal(
+        ckpt.optimizer["momentum_buffers"]["head.weight"],
+        opt.state_dict()["momentum_buffers"]["head.weight"],
+    )
+
+
+def test_without_optimizer_and_without_momentum(backend: str, tmp_path: Path) -> None:
+    model = Net()
+    path = tmp_path / "m.safetensors"
+    twinnn.save(path, model)
+    fresh = Net()
+    assert twinnn.load(path, fresh) == {}
+    _assert_same(
+        (model.state_dict(), {"momentum_buffers": {}}),
+        (fresh.state_dict(), {"momentum_buffers": {}}),
+    )
+    plain = twinnn.SGD(model, lr=0.1)
+    twinnn.save(path, model, plain)
+    assert tio.read(path).optimizer == {
+        "lr": 0.1,
+        "momentum": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "momentum_buffers": {},
+        "parameters": ["hidden.weight", "hidden.bias", "head.weight", "head.bias"],
+    }
+    other = twinnn.SGD(fresh, lr=0.3)
+    twinnn.load(path, fresh, other)
+    assert other.lr == 0.1
+
+
+def test_overwrite_and_symlink(backend: str, tmp_path: Path) -> None:
+    model = Net()
+    real = tmp_path / "real.safetensors"
+    link = tmp_path / "link.safetensors"
+    twinnn.save(real, model, metadata={"v": "1"})
+    link.symlink_to(real)
+    twinnn.save(link, model, metadata={"v": "2"})
+    assert link.is_symlink()
+    assert tio.read(real).metadata == {"v": "2"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.safetensors", "real.safetensors"]
+
+
+# --- across backends, in fresh processes ----------------------------------------------------------
+WORKER = r"""
+import json, sys
+import numpy as np
+import twinnn
+sys.path.insert(0, sys.argv[4])
+from test_io import Net, SeqNet, _data, _seq_data
+
+mode, folder, out = sys.argv[1:4]
+result = {"backend": twinnn.backend()}
+for kind, cls, (inputs, y) in [("linear", Net, _data()), ("lstm", SeqNet, _seq_data())]:
+    ckpt = f"{folder}/{kind}.safetensors"
+    inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+    twinnn.seed(0 if mode == "first" else 99)
+    model = cls()
+    opt = twinnn.SGD(model, lr=0.05, momentum=0.9, weight_decay=1e-3)
+    step = twinnn.train_step(model, twinnn.mse_loss, opt)
+    loss = lambda: float(twinnn.to_numpy(step(*inputs, y)))
+    res = result[kind] = {}
+    if mode == "first":
+        losses = [loss() for _ in range(4)]
+        twinnn.save(ckpt, model, opt, metadata={"step": "4"})
+    else:
+        losses = []
+        res["meta"] = twinnn.load(ckpt, model, opt)
+    res["params"] = {n: a.tolist() for n, a in model.state_dict().items()}
+    res["outputs"] = twinnn.to_numpy(model(*inputs)).tolist()
+    opt.lr = 0.02  # a schedule: the restored momentum buffer must meet the new rate as in torch
+    res["losses"] = losses + [loss() for _ in range(4)]
+with open(out, "w") as f:
+    json.dump(result, f)
+"""
+
+
+def _run_worker(tmp_path: Path, backend: str, mode: str) -> dict[str, Any]:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / f"{mode}.json"
+    env = {**os.environ, "TWINNN_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            mode,
+            str(tmp_path),
+            str(out),
+            str(Path(__file__).parent),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    assert result["backend"] == backend
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("first", "second"), [("torch", "tensorflow"), ("tensorflow", "torch")])
+def test_save_under_one_backend_resume_under_the_other(
+    first: str, second: str, tmp_path: Path
+) -> None:
+    missing = [b for b in (first, second) if b not in installed_frameworks()]
+    if missing:
+        pytest.skip(f"needs both frameworks; missing {missing}")
+    saved = _run_worker(tmp_path, first, "first")
+    resumed = _run_worker(tmp_path, second, "second")
+    for kind in ("linear", "lstm"):
+        before, after = saved[kind], resumed[kind]
+        assert after["meta"] == {"step": "4"}
+        # the weights arrive bit for bit; the forward pass agrees within the parity tolerance
+        assert after["params"] == before["params"]
+        np.testing.assert_allclose(after["outputs"], before["outputs"], rtol=1e-5, atol=1e-6)
+        # the continued run matches the uninterrupted one, learning-rate change included
+        np.testing.assert_allclose(after["losses"], before["losses"][4:], rtol=1e-5, atol=1e-7)
+        assert before["losses"][4] < before["losses"][0]  # it did train
+
+
+# --- bad files ------------------------------------------------------------------------------------
+@pytest.fixture
+def victim(backend: str, tmp_path: Path) -> tuple[Net, twinnn.SGD, Path, Any]:
+    """A trained model and optimiser, a good checkpoint of them, and their snapshot."""
+    model, opt = _trained()
+    path = tmp_path / "good.safetensors"
+    twinnn.save(path, model, opt)
+    twinnn.seed(5)
+    target = Net()
+    target_opt = twinnn.SGD(target, lr=0.3, momentum=0.9, weight_decay=1e-3)
+    twinnn.train_step(target, twinnn.mse_loss, target_opt)(*_data())  # non-zero buffers
+    return target, target_opt, path, _snapshot(target, target_opt)
+
+
+def _expect_error(path: Path, model: Net, opt: twinnn.SGD, *words: str) -> None:
+    with pytest.raises(CheckpointError) as info:
+        twinnn.load(path, model, opt)
+    message = str(info.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("keep", [0, 5, 8, 40, -1])
+def test_truncated(victim: Any, tmp_path: Path, keep: int) -> None:
+    model, opt, good, before = victim
+    data = good.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(data[: keep if keep >= 0 else len(data) - 1])
+    _expect_error(bad, model, opt)
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_random_bytes(victim: Any, tmp_path: Path) -> None:
+    model, opt, _, before = victim
+    bad = tmp_path / "noise.safetensors"
+    for seed in range(5):
+        bad.write_bytes(np.random.default_rng(seed).bytes(4096))
+        _expect_error(bad, model, opt)
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_torch_pickle_is_refused_without_unpickling(
+    victim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    model, opt, _, before = victim
+    bad = tmp_path / "model.pt"
+    torch.save({"hidden.weight": torch.zeros(4, 8)}, bad)
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"hidden.weight": np.zeros((4, 8))}))
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("twinnn must never unpickle a checkpoint")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    _expect_error(bad, model, opt, "pickle", "never unpickles")
+    _expect_error(plain, model, opt, "pickle")
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_good_file_loads_with_pickle_disabled(victim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt, good, _ = victim
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("twinnn must never unpickle a checkpoint")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    twinnn.load(good, model, opt)
+    saved = safetensors.numpy.load_file(str(good))
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, saved[f"model/{name}"])
+
+
+def test_no_source_path_unpickles() -> None:
+    """No module of twinnn imports a deserialiser that can run code, or calls one."""
+    unsafe_modules = {
+        "pickle",
+        "cPickle",
+        "_pickle",
+        "dill",
+        "cloudpickle",
+        "joblib",
+        "marshal",
+        "shelve",
+    }
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(SRC)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [(node.module or "").split(".")[0]]
+            else:
+                names = []
+            offenders += [f"{where}: import {n}" for n in names if n in unsafe_modules]
+            if isinstance(node, ast.Call):
+                func = ast.unparse(node.func)
+                if func in {"torch.load", "eval", "exec", "pickle.load", "pickle.loads"}:
+                    offenders.append(f"{where}: {func}()")
+                for kw in node.keywords:
+                    if kw.arg in {"allow_pickle", "weights_only"} and ast.unparse(kw.value) != (
+                        "False" if kw.arg == "allow_pickle" else "True"
+                    ):
+                        offenders.append(f"{where}: {kw.arg}={ast.unparse(kw.value)}")
+    assert offenders == []
+
+
+def test_file_of_another_model(victim: Any, tmp_path: Path) -> None:
+    model, opt, _, before = victim
+    other = tmp_path / "other.safetensors"
+    twinnn.save(other, Net(hidden=5), twinnn.SGD(Net(hidden=5), lr=0.1, momentum=0.9))
+    _expect_error(other, model, opt, "'hidden.weight'", "(4, 5)", "(4, 8)")
+    renamed = tmp_path / "renamed.safetensors"
+    twinnn.save(renamed, twinnn.Linear(4, 8))
+    _expect_error(renamed, model, opt, "weight", "hidden.weight", "not in the file")
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_optimizer_problems_leave_the_model_unchanged(victim: Any, tmp_path: Path) -> None:
+    model, opt, good, before = victim
+    no_opt = tmp_path / "no_opt.safetensors"
+    twinnn.save(no_opt, model)
+    _expect_error(no_opt, model, opt, "no optimizer state")
+    other_momentum = twinnn.SGD(model, lr=0.1, momentum=0.5, weight_decay=1e-3)
+    with pytest.raises(CheckpointError, match=r"momentum: the file has 0\.9, this SGD 0\.5"):
+        twinnn.load(good, model, other_momentum)
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_failure_while_applying_the_optimizer_rolls_the_model_back(
+    victim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, opt, good, before = victim
+
+    def broken(state: Any) -> None:
+        raise StateDictError("simulated failure")
+
+    monkeypatch.setattr(opt, "load_state_dict", broken)
+    with pytest.raises(CheckpointError, match="simulated failure"):
+        twinnn.load(good, model, opt)
+    _assert_same(before, _snapshot(model, opt))
+
+
+def _rewrite(good: Path, bad: Path, **changes: str | None) -> None:
+    """Copy ``good`` to ``bad`` with metadata entries changed (None deletes one)."""
+    meta = _raw_metadata(good)
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    bad.write_bytes(safetensors.numpy.save(safetensors.numpy.load_file(str(good)), metadata=meta))
+
+
+def _raw_metadata(path: Path) -> dict[str, str]:
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    meta: dict[str, str] = json.loads(data[8 : 8 + size])["__metadata__"]
+    return meta
+
+
+def test_newer_format_is_refused(victim: Any, tmp_path: Path) -> None:
+    model, opt, good, before = victim
+    bad = tmp_path / "future.safetensors"
+    _rewrite(good, bad, twinnn__format_version="2")
+    _expect_error(bad, model, opt, "format version 2", "newer twinnn", "upgrade")
+    _assert_same(before, _snapshot(model, opt))
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"twinnn__format_version": None}, ("not a twinnn checkpoint",)),
+        ({"twinnn__format_version": "one"}, ("format_version",)),
+        ({"twinnn__parameters": "[[1, 2]]"}, ("twinnn.parameters",)),
+        ({"twinnn__parameters": '[["head.bias", [4]]]'}, ("'model/head.bias'", "(4,)")),
+        ({"twinnn__parameters": '[["extra", [3]]]'}, ("'model/extra'", "missing")),
+        ({"twinnn__optimizer": '{"type": "Adam"}'}, ("twinnn.optimizer",)),
+    ],
+)
+def test_inconsistent_metadata(
+    victim: Any, tmp_path: Path, changes: dict[str, str | None], words: tuple[str, ...]
+) -> None:
+    model, opt, good, before = victim
+    bad = tmp_path / "bad.safetensors"
+    _rewrite(good, bad, **changes)
+    _expect_error(bad, model, opt, *words)
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_wrong_dtype_and_stray_tensors(victim: Any, tmp_path: Path) -> None:
+    model, opt, good, before = victim
+    tensors = safetensors.numpy.load_file(str(good))
+    meta = _raw_metadata(good)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(
+        safetensors.numpy.save(
+            {**tensors, "model/head.bias": tensors["model/head.bias"].astype(np.float64)}, meta
+        )
+    )
+    _expect_error(bad, model, opt, "'model/head.bias'", "float64")
+    bad.write_bytes(safetensors.numpy.save({**tensors, "stowaway": np.zeros(2, np.float32)}, meta))
+    _expect_error(bad, model, opt, "stowaway")
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_foreign_safetensors_file(victim: Any, tmp_path: Path) -> None:
+    model, opt, _, before = victim
+    bad = tmp_path / "hf.safetensors"
+    bad.write_bytes(safetensors.numpy.save({"weight": np.zeros((4, 8), np.float32)}))
+    _expect_error(bad, model, opt, "not a twinnn checkpoint")
+    _assert_same(before, _snapshot(model, opt))
+
+
+def test_missing_file_is_file_not_found(backend: str, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        twinnn.load(tmp_path / "absent.safetensors", Net())
+
+
+# --- arguments and failed writes ------------------------------------------------------------------
+def test_argument_checks(backend: str, tmp_path: Path) -> None:
+    model = Net()
+    path = tmp_path / "c.safetensors"
+    with pytest.raises(ArgumentTypeError, match=r"save\(metadata\)\['epoch'\] must be a str"):
+        twinnn.save(path, model, metadata={"epoch": 3})  # type: ignore[dict-item]
+    with pytest.raises(ArgumentTypeError, match=r"save\(metadata\) keys"):
+        twinnn.save(path, model, metadata={"": "x"})
+    with pytest.raises(ArgumentTypeError, match=r"save\(model\) must be a twinnn.Module"):
+        twinnn.save(path, {"w": np.zeros(2)})  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"save\(optimizer\)"):
+        twinnn.save(path, model, optimizer="sgd")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"save\(path\)"):
+        twinnn.save(3, model)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match=r"load\(model\)"):
+        twinnn.load(path, None)  # type: ignore[arg-type]
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    model = Net()
+    path = tmp_path / "c.safetensors"
+    twinnn.save(path, model, metadata={"v": "old"})
+    old = path.read_bytes()
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    if failing == "write":
+        real_fdopen = os.fdopen
+
+        class Full:
+            def __init__(self, fd: int, mode: str) -> None:
+                self._file = real_fdopen(fd, mode)
+
+            def __enter__(self) -> Full:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self._file.close()
+
+            def write(self, data: bytes) -> int:
+                self._file.write(data[: len(data) // 2])
+                raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tio.os, "fdopen", Full)
+    else:
+        monkeypatch.setattr(tio.os, failing, boom)
+    with pytest.raises(OSError, match="No space left"):
+        twinnn.save(path, model, metadata={"v": "new"})
+    monkeypatch.undo()
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+    assert twinnn.load(path, model) == {"v": "old"}
+
+
+def test_missing_folder_names_the_path(backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "absent" / "c.safetensors"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
+        twinnn.save(path, Net())
