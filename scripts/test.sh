@@ -20,7 +20,7 @@ echo "== mypy"
 .venv/bin/mypy
 if [ -f mkdocs.yml ]; then
     echo "== mkdocs build --strict"
-    .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 fi
 echo "== pytest (torch and tensorflow)"
 .venv/bin/python -m pytest "$@"

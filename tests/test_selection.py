@@ -39,8 +39,12 @@ def test_import_loads_only_the_selected_framework(selected: str, other: str) -> 
         model = twinnn.Linear(3, 2)
         twinnn.train_step(model, twinnn.mse_loss, twinnn.SGD(model.parameters(), lr=0.1))(
             [[1.0, 2.0, 3.0]], [[0.0, 1.0]])
+        lstm = twinnn.LSTM(3, 4)
+        lstm([[[1.0, 2.0, 3.0]]], [1])
         assert "{selected}" in sys.modules
         assert "{other}" not in sys.modules, "the other framework was imported"
+        # torch.compile's machinery (about 1 s, 70 MiB) loads only for jit=True steps.
+        assert "torch._dynamo" not in sys.modules, "eager use imported torch._dynamo"
         print(twinnn.backend(), twinnn.device())
         """,
         TWINNN_BACKEND=selected,

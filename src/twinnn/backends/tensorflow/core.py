@@ -12,6 +12,10 @@ from twinnn.errors import BackendMismatchError, DeviceError, DTypeError
 
 NAME = "tensorflow"
 
+#: Prefix of the messages of twinnn's graph assertions (``tf.debugging.assert_*``): a compiled
+#: step re-raises a failed one as a ``twinnn.errors.ArgumentError`` (see trainer.py).
+GRAPH_CHECK_TAG = "twinnn: "
+
 _device = "cpu"  # neutral name, "cpu" or "gpu:N"
 _tf_device = "/CPU:0"
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from twinnn.backends.tensorflow.core import GRAPH_CHECK_TAG
 from twinnn.errors import ArgumentError
 
 __all__ = ["HOLD", "lstm"]
@@ -63,7 +64,10 @@ def _check_lengths(lengths: Any, time: Any) -> Any:
 
     Returns ``lengths`` (traced: behind the assertions, so they run before any use).
     """
-    message = "LSTM.forward: lengths must be in [0, T] (0 <= len <= T, the time axis of x)"
+    message = (
+        f"{GRAPH_CHECK_TAG}LSTM.forward: argument 'lengths' must be between 0 and T "
+        "(0 <= len <= T, the time axis of x)"
+    )
     if tf.executing_eagerly():
         values = lengths.numpy()
         bad = values[(values < 0) | (values > int(time))]
@@ -73,7 +77,8 @@ def _check_lengths(lengths: Any, time: Any) -> Any:
                 f"(0 <= len <= time of x), got values {bad[:5].tolist()}"
             )
         return lengths
-    # Traced: tf.errors.InvalidArgumentError with this message when the step runs.
+    # Traced: tf.errors.InvalidArgumentError with this message when the step runs; the
+    # compiled step turns it back into an ArgumentError (trainer.py).
     checks = [
         tf.debugging.assert_non_negative(lengths, message=message),
         tf.debugging.assert_less_equal(lengths, tf.cast(time, lengths.dtype), message=message),

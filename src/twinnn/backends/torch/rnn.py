@@ -183,6 +183,26 @@ def _lstm(
     return inputs, torch.cat(hs, dim=0), torch.cat(cs, dim=0)
 
 
-#: The backend's ``lstm``: :func:`_lstm`, run eagerly between compiled graphs under
-#: ``jit=True`` (see the module doc). ``torch.compiler.disable`` has no type annotations.
-lstm: Callable[..., tuple[Any, Any, Any]] = torch.compiler.disable(_lstm)  # type: ignore[no-untyped-call]
+#: What :func:`lstm` runs: :func:`_lstm`, or its ``torch.compiler.disable`` wrapper once a
+#: ``jit=True`` step exists. Made lazily: ``torch.compiler.disable`` imports ``torch._dynamo``
+#: (about 1 s and 70 MiB), which eager users should not pay for at import.
+_kernel: Callable[..., tuple[Any, Any, Any]] = _lstm
+
+
+def enable_compile_boundary() -> None:
+    """Run the LSTM eagerly between compiled graphs (called by ``train_step(jit=True)``)."""
+    global _kernel
+    if _kernel is _lstm:
+        _kernel = torch.compiler.disable(_lstm)  # type: ignore[no-untyped-call]
+
+
+def lstm(
+    x: Any,
+    lengths: Any | None,
+    initial_state: tuple[Any, Any] | None,
+    weights: Sequence[_Weights],
+    num_layers: int,
+    bidirectional: bool,
+) -> tuple[Any, Any, Any]:
+    """See :meth:`twinnn.backends.base.Backend.lstm` (shapes, semantics) and the module doc."""
+    return _kernel(x, lengths, initial_state, weights, num_layers, bidirectional)

@@ -8,11 +8,15 @@ from typing import Any
 import torch
 
 from twinnn.backends.torch.core import convert
+from twinnn.backends.torch.rnn import enable_compile_boundary
 
 
 def _compiled(fn: Callable[..., Any], jit: bool) -> Callable[..., Any]:
+    if not jit:
+        return fn
+    enable_compile_boundary()  # the fused LSTM kernel stays eager (see rnn.py)
     # dynamic=True: one graph for every batch size and sequence length (no per-shape recompiles).
-    return torch.compile(fn, dynamic=True) if jit else fn
+    return torch.compile(fn, dynamic=True)
 
 
 def _convert_all(args: tuple[Any, ...]) -> list[Any]:

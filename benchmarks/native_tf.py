@@ -1,0 +1,81 @@
+"""The seed's hand-written TensorFlow code for every workload (nothing of twinnn).
+
+A ``@tf.function`` train step with ``tf.GradientTape``, Keras layers called directly (``Dense``;
+``LSTM`` under ``mask=tf.sequence_mask(lengths, T)``), the loss
+``tf.reduce_mean(tf.square(pred - y))`` and ``keras.optimizers.SGD.apply_gradients`` -- the
+custom training loop of TensorFlow's own guides. Keras here is Keras 3 on the TensorFlow
+backend (what ``tf.keras`` is since TF 2.16).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras  # type: ignore[import-untyped]
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.workloads import Batch, Impl, Workload
+
+__all__ = ["build"]
+
+
+def build(
+    workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray], device: str
+) -> Impl:
+    with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+        return _build(workload, batches, weights)
+
+
+def _build(workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray]) -> Impl:
+    optimizer = keras.optimizers.SGD(learning_rate=workload.lr)
+    layers: list[Any]
+    forward: Any
+    if workload.kind == "linear":
+        dense = keras.layers.Dense(workload.out_features)
+        dense.build((None, workload.in_features))
+        dense.set_weights([weights["weight"], weights["bias"]])
+        layers = [dense]
+
+        def forward(x: tf.Tensor) -> tf.Tensor:
+            return dense(x)
+
+    else:
+        lstm = keras.layers.LSTM(workload.hidden)
+        lstm.build((None, workload.time, workload.in_features))
+        lstm.set_weights(
+            [weights["lstm.w_ih_l0"], weights["lstm.w_hh_l0"], weights["lstm.bias_l0"]]
+        )
+        head = keras.layers.Dense(workload.out_features)
+        head.build((None, workload.hidden))
+        head.set_weights([weights["head.weight"], weights["head.bias"]])
+        layers = [lstm, head]
+
+        def forward(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+            mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1])
+            return head(lstm(x, mask=mask))
+
+    variables = [v for layer in layers for v in layer.trainable_variables]
+
+    @tf.function  # type: ignore[untyped-decorator]
+    def step(*args: tf.Tensor) -> tf.Tensor:
+        *inputs, y = args
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(forward(*inputs) - y))
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    native = [tuple(tf.constant(a) for a in batch) for batch in batches]
+    last = variables[-1]
+    return Impl(
+        step=step,
+        batches=native,
+        to_float=lambda loss: float(loss.numpy()),
+        sync=lambda: _read(last),
+        notes="tf.function + GradientTape, Keras layers, keras.optimizers.SGD",
+    )
+
+
+def _read(variable: Any) -> None:
+    variable.numpy()
