@@ -100,12 +100,7 @@ def save(
         metadata: extra ``{str: str}`` entries (an epoch, a git hash), returned by :func:`load`.
     """
     target = _check_path(path, "save(path)")
-    if not isinstance(model, Module):
-        raise ArgumentTypeError(f"save(model) must be a twinnn.Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, SGD):
-        raise ArgumentTypeError(
-            f"save(optimizer) must be a twinnn.SGD or None, got {type(optimizer).__name__}"
-        )
+    _check_model_and_optimizer("save", model, optimizer)
     user = _check_metadata(metadata)
     from twinnn import __version__
 
@@ -134,6 +129,17 @@ def save(
             tensors[_BUFFER + name] = np.ascontiguousarray(buffer, dtype=np.float32)
     header.update({_USER + k: v for k, v in user.items()})
     _atomic_write(target, safetensors.numpy.save(tensors, metadata=header))
+
+
+def _check_model_and_optimizer(function: str, model: object, optimizer: object) -> None:
+    if not isinstance(model, Module):
+        raise ArgumentTypeError(
+            f"{function}(model) must be a twinnn.Module, got {type(model).__name__}"
+        )
+    if optimizer is not None and not isinstance(optimizer, SGD):
+        raise ArgumentTypeError(
+            f"{function}(optimizer) must be a twinnn.SGD or None, got {type(optimizer).__name__}"
+        )
 
 
 def _check_path(path: object, argument: str) -> str:
@@ -399,12 +405,7 @@ def load(
     Returns:
         The user metadata saved with the file (``{str: str}``).
     """
-    if not isinstance(model, Module):
-        raise ArgumentTypeError(f"load(model) must be a twinnn.Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, SGD):
-        raise ArgumentTypeError(
-            f"load(optimizer) must be a twinnn.SGD or None, got {type(optimizer).__name__}"
-        )
+    _check_model_and_optimizer("load", model, optimizer)
     ckpt = read(path)
     problems = _model_problems(ckpt, model)
     if optimizer is not None:
