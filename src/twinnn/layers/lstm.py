@@ -84,9 +84,9 @@ class LSTM(Module):
 
     Lengths given as NumPy arrays or lists are checked on the host before anything runs.
     Native tensors are checked by the backend: an :class:`~twinnn.errors.ArgumentError` on
-    CPU and when eager; inside a compiled TensorFlow step a graph assertion (raising
-    ``tf.errors.InvalidArgumentError`` with the same message); on a torch GPU a device-side
-    assertion (no host round trip per step).
+    CPU and when eager; inside a compiled TensorFlow step a graph assertion, which the step
+    re-raises as the same ArgumentError; on a torch GPU a device-side assertion (no host round
+    trip per step).
     """
 
     def __init__(
