@@ -47,7 +47,6 @@ def _restore_twinnn_state() -> Iterator[None]:
     selected, device_spec, tf32 = config._selected, config._device_spec, config._tf32
     yield
     config._selected, config._device_spec, config._tf32 = selected, device_spec, tf32
-    config._override = None
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,7 +51,9 @@ _device_spec: str | None = None  # as given to set_device, else TWINNN_DEVICE
 _tf32: bool | None = None
 _seed: int | None = None
 _rng: np.random.Generator = np.random.default_rng()
-_override: Backend | None = None  # set while a Module of another backend runs
+# Set while a Module created on another backend runs its forward; a ContextVar, so threads and
+# asyncio tasks each see their own.
+_override: ContextVar[Backend | None] = ContextVar("twinnn_backend_override", default=None)
 _configured: set[str] = set()  # backends whose device, precision and seed were applied
 
 
@@ -105,15 +108,17 @@ def _activate(name: str) -> Backend:
 
 def current() -> Backend:
     """The backend implementation in use (a Module's own while its ``forward`` runs)."""
-    if _override is not None:
-        return _override
+    override = _override.get()
+    if override is not None:
+        return override
     return _activate(backend())
 
 
 def is_current(impl: Backend) -> bool:
     """Whether ``impl`` is what :func:`current` returns (cheap: no loading, no env reads)."""
-    if _override is not None:
-        return _override is impl
+    override = _override.get()
+    if override is not None:
+        return override is impl
     return _selected == impl.NAME
 
 
@@ -134,13 +139,11 @@ def set_backend(name: str) -> str:
 @contextmanager
 def using(impl: Backend) -> Iterator[None]:
     """Make ``impl`` the current backend inside the block (used by ``Module.__call__``)."""
-    global _override
-    previous = _override
-    _override = impl
+    token = _override.set(impl)
     try:
         yield
     finally:
-        _override = previous
+        _override.reset(token)
 
 
 def device() -> str:
