@@ -19,6 +19,9 @@ __all__ = [
     "CheckpointError",
     "DTypeError",
     "DeviceError",
+    "GradientError",
+    "ModuleError",
+    "NonFiniteLossError",
     "ShapeError",
     "StateDictError",
     "TwinnnError",
@@ -26,7 +29,11 @@ __all__ = [
 
 
 class TwinnnError(Exception):
-    """Base class of every twinnn error."""
+    """Base class of every twinnn error.
+
+    twinnn never raises a bare ``TwinnnError``: every error it raises is one of the subclasses
+    below, each also a ``ValueError``, ``TypeError`` or ``ImportError``.
+    """
 
 
 class BackendError(TwinnnError, ValueError):
@@ -67,6 +74,39 @@ class StateDictError(TwinnnError, ValueError):
 
 class CheckpointError(TwinnnError, ValueError):
     """A checkpoint file that cannot be read or does not fit the model (names the path)."""
+
+
+class ModuleError(TwinnnError, TypeError):
+    """A Module defined or used wrongly: no ``forward``, ``super().__init__()`` not called, or
+    an attribute twinnn cannot register (a plain list of layers, another backend's parameter)."""
+
+
+class GradientError(TwinnnError, ValueError):
+    """A loss with no gradient path to some trained parameters (see ``allow_unused``)."""
+
+
+class NonFiniteLossError(TwinnnError, ValueError):
+    """``fit`` met a NaN or infinite loss (names the epoch and step)."""
+
+
+#: Error classes by name: a graph assertion carries the name of the class a failed check
+#: raises (``twinnn[ShapeError]: ...``), so a compiled step re-raises the same class as eager.
+BY_NAME: dict[str, type[TwinnnError]] = {
+    cls.__name__: cls
+    for cls in (
+        ArgumentError,
+        ArgumentTypeError,
+        BackendError,
+        BackendMismatchError,
+        CheckpointError,
+        DTypeError,
+        DeviceError,
+        GradientError,
+        ModuleError,
+        ShapeError,
+        StateDictError,
+    )
+}
 
 
 def describe_shape(shape: object) -> str:

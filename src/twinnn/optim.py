@@ -109,6 +109,22 @@ class SGD:
         self._lr = check_float(value, "SGD.lr", low=0.0)
         self._kernel.set_lr(self._lr)
 
+    def check_params_of(self, model: Module, function: str) -> None:
+        """Raise :class:`~twinnn.errors.ArgumentError` unless every parameter this optimiser
+        updates is a parameter of ``model`` (the same object; a subset is fine).
+
+        ``function`` names the call in the message (``"train_step"``, ``"save"``).
+        """
+        own = {id(p) for _, p in model.named_parameters()}
+        foreign = [n for n, p in zip(self.names, self.params, strict=True) if id(p) not in own]
+        if foreign:
+            raise ArgumentError(
+                f"{function}(optimizer) must update parameters of the model "
+                f"({type(model).__name__}); its parameters {foreign[:5]}"
+                f"{' ...' if len(foreign) > 5 else ''} are not the model's (an optimiser built "
+                "for another model?)"
+            )
+
     def apply_gradients(self, grads: Sequence[Any]) -> None:
         """Update the parameters from ``grads`` (same order as ``params``), for custom loops."""
         if len(grads) != len(self.params):

@@ -60,11 +60,12 @@ class Backend(Protocol):
     def visible_gpus(self) -> list[str]:
         """Names of the GPUs the framework sees (empty on a CPU machine)."""
 
-    def set_device(self, kind: str, index: int | None) -> str:
+    def set_device(self, kind: str, index: int | None, argument: str) -> str:
         """Place new parameters and tensors on ``kind`` (``auto``, ``cpu`` or ``gpu``).
 
         Returns the resolved device, ``"cpu"`` or ``"gpu:N"``. Raises
-        :class:`twinnn.errors.DeviceError` when a GPU is asked for and absent.
+        :class:`twinnn.errors.DeviceError` when a GPU is asked for and absent; its message
+        names ``argument`` (``"TWINNN_DEVICE"`` or ``"set_device(device)"``).
         """
 
     def current_device(self) -> str:
@@ -87,6 +88,15 @@ class Backend(Protocol):
         raises :class:`~twinnn.errors.DTypeError`; a tensor of the other framework raises
         :class:`~twinnn.errors.BackendMismatchError`. ``name`` is the argument name used in
         messages. ``dtype`` (``"float32"``, ``"int64"``, ...) forces a dtype.
+        """
+
+    def convert_float(self, x: object, name: str) -> Tensor:
+        """Like :meth:`convert` for an argument that must be float32 (a layer input, a target).
+
+        Array-likes and native integer or bool tensors become float32 (exact up to 2**24);
+        a native floating tensor that is not float32 raises
+        :class:`~twinnn.errors.DTypeError`; anything that is not numeric (strings, ``None``,
+        ragged lists) raises a ``twinnn.errors`` error naming ``name``.
         """
 
     def to_numpy(self, x: Tensor) -> np.ndarray:
@@ -127,6 +137,33 @@ class Backend(Protocol):
 
     def sequence_mask(self, lengths: Tensor, time: int | Tensor) -> Tensor:
         """Float32 ``(B, time)`` mask: ``1.0`` where ``t < lengths[b]``, else ``0.0``."""
+
+    # --- run-time checks (graph-safe) ---------------------------------------------------------------
+    def assert_dims(
+        self,
+        x: Tensor,
+        y: Tensor,
+        pairs: Sequence[tuple[int, int]],
+        broadcast: bool,
+        error: str,
+        template: str,
+    ) -> tuple[Tensor, Tensor]:
+        """Check at run time that ``x.shape[i] == y.shape[j]`` for every ``(i, j)`` in
+        ``pairs`` (or ``x.shape[i] == 1`` when ``broadcast``), for dims unknown while tracing.
+
+        On failure raise ``twinnn.errors.<error>`` with ``template``, its ``{x}`` and ``{y}``
+        replaced by the run-time shapes (``(4, 1)``) -- the message eager code gives for the
+        same mistake. Returns ``(x, y)``, behind the check when traced (so nothing computed
+        from them, no update included, runs when it fails).
+        """
+
+    def assert_nonnegative(self, x: Tensor, error: str, message: str) -> Tensor:
+        """Check at run time that every element of ``x`` is ``>= 0`` (NaN fails); on failure
+        raise ``twinnn.errors.<error>(message)``. Returns ``x`` (behind the check when traced).
+        """
+
+    def divide_no_nan(self, a: Tensor, b: Tensor) -> Tensor:
+        """``a / b`` where ``b != 0``, else ``0`` -- with finite gradients everywhere."""
 
     # --- layers -----------------------------------------------------------------------------------
     def linear(self, x: Tensor, weight: Param, bias: Param | None) -> Tensor:

@@ -10,6 +10,7 @@ from twinnn.backends.tensorflow.core import (
     broadcast_like,
     concat,
     convert,
+    convert_float,
     current_device,
     dtype_name,
     framework_version,
@@ -32,6 +33,7 @@ from twinnn.backends.tensorflow.core import (
     to_numpy,
     visible_gpus,
 )
+from twinnn.backends.tensorflow.checks import assert_dims, assert_nonnegative, divide_no_nan
 from twinnn.backends.tensorflow.nn import linear
 from twinnn.backends.tensorflow.optim import make_sgd
 from twinnn.backends.tensorflow.rnn import lstm
@@ -39,13 +41,17 @@ from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
 __all__ = [
     "NAME",
+    "assert_dims",
+    "assert_nonnegative",
     "assign",
     "broadcast_like",
     "build_eval_step",
     "build_train_step",
     "concat",
     "convert",
+    "convert_float",
     "current_device",
+    "divide_no_nan",
     "dtype_name",
     "framework_version",
     "is_native",

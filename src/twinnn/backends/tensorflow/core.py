@@ -12,9 +12,16 @@ from twinnn.errors import BackendMismatchError, DeviceError, DTypeError
 
 NAME = "tensorflow"
 
-#: Prefix of the messages of twinnn's graph assertions (``tf.debugging.assert_*``): a compiled
-#: step re-raises a failed one as a ``twinnn.errors.ArgumentError`` (see trainer.py).
-GRAPH_CHECK_TAG = "twinnn: "
+#: End of the message of a twinnn graph assertion (``tf.debugging.Assert``); its start is
+#: :func:`graph_check_tag`. A compiled step re-raises a failed one as the twinnn error class the
+#: tag names, with the text between the two (see trainer.py).
+GRAPH_CHECK_END = " ~twinnn"
+
+
+def graph_check_tag(error: str) -> str:
+    """Start of a graph assertion's message: ``twinnn[ShapeError]: `` for class ``error``."""
+    return f"twinnn[{error}]: "
+
 
 _device = "cpu"  # neutral name, "cpu" or "gpu:N"
 _tf_device = "/CPU:0"

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from twinnn.backends.tensorflow.core import GRAPH_CHECK_TAG
+from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, graph_check_tag
 from twinnn.errors import ArgumentError
 
 __all__ = ["HOLD", "lstm"]
@@ -60,30 +60,35 @@ def _hold_row(hidden: int) -> Any:
 
 
 def _check_lengths(lengths: Any, time: Any) -> Any:
-    """``0 <= lengths <= time``: an ArgumentError when eager, graph assertions when traced.
+    """``0 <= lengths <= time``: an ArgumentError when eager, a graph assertion when traced
+    whose message (built from the run-time values) is the eager one, word for word.
 
-    Returns ``lengths`` (traced: behind the assertions, so they run before any use).
+    Returns ``lengths`` (traced: behind the assertion, so it runs before any use).
     """
-    message = (
-        f"{GRAPH_CHECK_TAG}LSTM.forward: argument 'lengths' must be between 0 and T "
-        "(0 <= len <= T, the time axis of x)"
-    )
+    head = "LSTM.forward: argument 'lengths' must be in [0, "
+    middle = "] (0 <= len <= time of x), got values "
     if tf.executing_eagerly():
         values = lengths.numpy()
         bad = values[(values < 0) | (values > int(time))]
         if bad.size:
-            raise ArgumentError(
-                f"LSTM.forward: argument 'lengths' must be in [0, {int(time)}] "
-                f"(0 <= len <= time of x), got values {bad[:5].tolist()}"
-            )
+            raise ArgumentError(f"{head}{int(time)}{middle}{bad[:5].tolist()}")
         return lengths
     # Traced: tf.errors.InvalidArgumentError with this message when the step runs; the
     # compiled step turns it back into an ArgumentError (trainer.py).
-    checks = [
-        tf.debugging.assert_non_negative(lengths, message=message),
-        tf.debugging.assert_less_equal(lengths, tf.cast(time, lengths.dtype), message=message),
-    ]
-    with tf.control_dependencies(checks):
+    time = tf.cast(time, lengths.dtype)
+    out_of_range = tf.logical_or(lengths < 0, lengths > time)
+    bad = tf.strings.as_string(tf.boolean_mask(lengths, out_of_range)[:5])
+    message = tf.strings.join(
+        [
+            graph_check_tag("ArgumentError") + head,
+            tf.strings.as_string(time),
+            middle + "[",
+            tf.strings.reduce_join(bad, separator=", "),
+            "]" + GRAPH_CHECK_END,
+        ]
+    )
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(out_of_range)), [message])
+    with tf.control_dependencies([check]):
         return tf.identity(lengths)
 
 

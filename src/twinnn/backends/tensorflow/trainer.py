@@ -29,11 +29,14 @@ from typing import Any, cast
 
 import tensorflow as tf
 
-from twinnn.backends.tensorflow.core import GRAPH_CHECK_TAG, convert, device_scope
-from twinnn.errors import ArgumentError
+from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, convert, device_scope, graph_check_tag
+from twinnn.errors import BY_NAME
 
 _Key = tuple[tuple[int, int | None, str], ...]
-_GRAPH_CHECK = re.compile(re.escape(GRAPH_CHECK_TAG) + r"([^\]\n]*)")
+_GRAPH_CHECK = re.compile(
+    re.escape(graph_check_tag("@")).replace("@", r"(\w+)") + r"(.*?)" + re.escape(GRAPH_CHECK_END),
+    re.DOTALL,
+)
 
 
 def _flat_caller(concrete: Any) -> Callable[..., Any]:
@@ -102,9 +105,10 @@ class CompiledStep:
                 return caller(*tensors)
             except tf.errors.InvalidArgumentError as exc:
                 check = _GRAPH_CHECK.search(exc.message)
-                if check is None:
+                if check is None or check.group(1) not in BY_NAME:
                     raise
-                raise ArgumentError(check.group(1).replace("\\'", "'")) from None
+                error = BY_NAME[check.group(1)]
+                raise error(check.group(2).replace("\\'", "'")) from None
 
 
 def _as_tensor(x: Any) -> Any:

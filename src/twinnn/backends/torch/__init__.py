@@ -10,6 +10,7 @@ from twinnn.backends.torch.core import (
     broadcast_like,
     concat,
     convert,
+    convert_float,
     current_device,
     dtype_name,
     framework_version,
@@ -32,6 +33,7 @@ from twinnn.backends.torch.core import (
     to_numpy,
     visible_gpus,
 )
+from twinnn.backends.torch.checks import assert_dims, assert_nonnegative, divide_no_nan
 from twinnn.backends.torch.nn import linear
 from twinnn.backends.torch.optim import make_sgd
 from twinnn.backends.torch.rnn import lstm
@@ -39,13 +41,17 @@ from twinnn.backends.torch.trainer import build_eval_step, build_train_step
 
 __all__ = [
     "NAME",
+    "assert_dims",
+    "assert_nonnegative",
     "assign",
     "broadcast_like",
     "build_eval_step",
     "build_train_step",
     "concat",
     "convert",
+    "convert_float",
     "current_device",
+    "divide_no_nan",
     "dtype_name",
     "framework_version",
     "is_native",
