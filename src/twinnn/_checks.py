@@ -4,11 +4,28 @@ names the argument, the expected and the received value."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any
 
-from twinnn.errors import ArgumentError, ArgumentTypeError
+from twinnn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ShapeError,
+    TwinnnError,
+    describe_shape,
+)
 
-__all__ = ["check_bool", "check_float", "check_positive_int"]
+if TYPE_CHECKING:
+    from twinnn.backends.base import Backend
+
+__all__ = [
+    "check_bool",
+    "check_float",
+    "check_positive_int",
+    "fill_shapes",
+    "require_dims",
+]
 
 
 def check_positive_int(value: object, argument: str) -> int:
@@ -42,3 +59,38 @@ def check_float(
         upper = f"{high})" if high_open else f"{high}]"
         raise ArgumentError(f"{argument} must be in [{low}, {upper}, got {value!r}")
     return number
+
+
+def fill_shapes(template: str, x_shape: object, y_shape: object) -> str:
+    """``template`` with ``{x}`` and ``{y}`` replaced by the shapes (``describe_shape``)."""
+    return template.replace("{x}", describe_shape(x_shape)).replace("{y}", describe_shape(y_shape))
+
+
+def require_dims(
+    impl: Backend,
+    x: Any,
+    y: Any,
+    pairs: Sequence[tuple[int, int]],
+    template: str,
+    *,
+    broadcast: bool = False,
+    error: type[TwinnnError] = ShapeError,
+) -> tuple[Any, Any]:
+    """``(x, y)`` checked to have ``x.shape[i] == y.shape[j]`` for each ``(i, j)`` in ``pairs``
+    (or ``x.shape[i] == 1`` with ``broadcast``); ranks must already be right.
+
+    Known dims are checked here; dims unknown while tracing (a compiled TensorFlow step) by
+    the backend when the step runs, ahead of the update, with the same error class and the
+    same message (``template`` with the run-time shapes for ``{x}`` and ``{y}``).
+    """
+    x_shape, y_shape = impl.static_shape(x), impl.static_shape(y)
+    unknown = False
+    for i, j in pairs:
+        a, b = x_shape[i], y_shape[j]
+        if a is None or b is None:
+            unknown = True
+        elif a != b and not (broadcast and a == 1):
+            raise error(fill_shapes(template, x_shape, y_shape))
+    if unknown:
+        return impl.assert_dims(x, y, pairs, broadcast, error.__name__, template)
+    return x, y

@@ -20,7 +20,13 @@ import numpy as np
 from twinnn import backends as _registry
 from twinnn._checks import check_bool, check_positive_int
 from twinnn.backends.base import Backend
-from twinnn.errors import ArgumentError, ArgumentTypeError, ShapeError, describe_shape
+from twinnn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    NonFiniteLossError,
+    ShapeError,
+    describe_shape,
+)
 
 __all__ = ["Callback", "History", "fit"]
 
@@ -155,9 +161,24 @@ def _run_epoch(
     buffer: _LossBuffer,
     hooks: list[Callback],
     bar: Any,
+    check_finite: bool,
 ) -> list[float]:
     """One pass over ``batches``; the epoch's losses as floats. ``bar`` is None when hidden."""
     losses: list[float] = []
+
+    def drain() -> None:
+        values = buffer.flush()
+        if check_finite and not all(math.isfinite(v) for v in values):
+            index = next(i for i, v in enumerate(values) if not math.isfinite(v))
+            raise NonFiniteLossError(
+                f"fit: the loss is {values[index]} at epoch {epoch} step {len(losses) + index} "
+                f"(both from 0); training stopped. The weights are as after step "
+                f"{len(losses) + len(values) - 1} of that epoch (losses are checked when copied "
+                "to the host). Lower the learning rate, clip the inputs, or pass "
+                "check_finite=False to keep going"
+            )
+        losses.extend(values)
+
     last_refresh = time.monotonic()
     for index, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)):
@@ -167,19 +188,18 @@ def _run_epoch(
             )
         buffer.add(step(*batch))
         if hooks:
-            loss = buffer.flush()[0]
-            losses.append(loss)
+            drain()
             for hook in hooks:
-                hook(epoch, index, loss)
+                hook(epoch, index, losses[-1])
         elif len(buffer.pending) >= _MAX_PENDING:
-            losses.extend(buffer.flush())
+            drain()
         if bar is not None:
             if time.monotonic() - last_refresh >= _REFRESH_S:
-                losses.extend(buffer.flush())
+                drain()
                 bar.set_postfix(loss=f"{sum(losses) / len(losses):.6g}", refresh=False)
                 last_refresh = time.monotonic()
             bar.update(1)
-    losses.extend(buffer.flush())
+    drain()
     if not losses:
         raise ArgumentError(
             f"fit(batches) gave no batches in epoch {epoch}; an exhausted iterator or a "
@@ -200,6 +220,7 @@ def fit(
     *,
     progress: bool = True,
     callbacks: Callback | Sequence[Callback] | None = None,
+    check_finite: bool = True,
 ) -> History:
     """Call ``step(*batch)`` for every batch, ``epochs`` times; return the ``History``.
 
@@ -216,6 +237,11 @@ def fit(
         callbacks: a callable or a list of callables ``callback(epoch, step_index, loss)``
             called after every step (``epoch`` and ``step_index`` from 0, ``loss`` a float).
             Giving callbacks copies each loss to the host right after its step.
+        check_finite: stop with a :class:`~twinnn.errors.NonFiniteLossError` naming the epoch
+            and step of the first NaN or infinite loss. Losses are checked as they are copied
+            to the host (see the module doc), so up to that many more steps may have run
+            after the bad one; with ``callbacks`` it is checked after every step. A single
+            ``step`` call never checks (as in the frameworks).
 
     Returns:
         A ``History``: ``losses`` (every step), ``epoch_losses`` (each epoch's mean) and
@@ -226,6 +252,7 @@ def fit(
     epochs = check_positive_int(epochs, "fit(epochs)")
     show = check_bool(progress, "fit(progress)") and _stdout_is_terminal()
     hooks = _check_callbacks(callbacks)
+    finite_only = check_bool(check_finite, "fit(check_finite)")
     source = _epoch_source(batches, epochs)
     from tqdm import tqdm  # type: ignore[import-untyped]  # here: keeps `import twinnn` light
 
@@ -241,7 +268,9 @@ def fit(
             dynamic_ncols=True,
         )
         try:
-            losses = _run_epoch(step, epoch_batches, epoch, buffer, hooks, bar if show else None)
+            losses = _run_epoch(
+                step, epoch_batches, epoch, buffer, hooks, bar if show else None, finite_only
+            )
             mean = math.fsum(losses) / len(losses)
             bar.set_postfix(loss=f"{mean:.6g}")
         finally:

@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from twinnn import backends as _registry
 from twinnn import config
 from twinnn.backends.base import Backend, Param
-from twinnn.errors import BackendMismatchError, StateDictError, TwinnnError, describe_shape
+from twinnn.errors import BackendMismatchError, ModuleError, StateDictError, describe_shape
 
 __all__ = ["IncompatibleKeys", "Module", "ParameterList", "parameter"]
 
@@ -22,9 +23,33 @@ __all__ = ["IncompatibleKeys", "Module", "ParameterList", "parameter"]
 def parameter(value: Any) -> Param:
     """A trainable float32 variable of the current backend, on the current device.
 
-    ``value`` is any array-like; assign the result to a Module attribute to register it.
+    ``value`` is any numeric array-like or native tensor of the current backend (its shape is
+    kept, ``()`` for a scalar); assign the result to a Module attribute to register it.
     """
-    return config.current().make_parameter(np.asarray(value, dtype=np.float32))
+    impl = config.current()
+    return impl.make_parameter(impl.to_numpy(impl.convert_float(value, "parameter(value)")))
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _is_any_parameter(value: object) -> bool:
+    return any(impl.is_parameter(value) for impl in _registry.loaded().values())
+
+
+def _trainable_inside(value: object, depth: int = 0) -> str | None:
+    """``"Module"``/``"parameter"`` when a plain container holds one (at any depth), else None."""
+    items = value.values() if isinstance(value, dict) else value
+    for item in items:  # type: ignore[attr-defined]
+        if isinstance(item, Module):
+            return "Module"
+        if _is_any_parameter(item):
+            return "parameter"
+        if isinstance(item, _CONTAINERS) and depth < 8:
+            found = _trainable_inside(item, depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 class ParameterList(list[Param]):
@@ -61,10 +86,11 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         members = self.__dict__.get("_members")
         if members is None:
-            raise TwinnnError(
+            raise ModuleError(
                 f"{type(self).__name__}.__init__ must call super().__init__() before "
                 f"assigning attribute {name!r}"
             )
+        self._check_registrable(name, value)
         if isinstance(value, Module):
             if value._backend is not self._backend:
                 raise BackendMismatchError(
@@ -79,13 +105,38 @@ class Module:
             members.pop(name, None)
         object.__setattr__(self, name, value)
 
+    def _check_registrable(self, name: str, value: Any) -> None:
+        """Refuse what would silently never be trained or saved."""
+        if isinstance(value, _CONTAINERS):
+            found = _trainable_inside(value)
+            if found is not None:
+                raise ModuleError(
+                    f"cannot assign {name!r}: a plain Python {type(value).__name__} holding a "
+                    f"{found} is not registered (its contents would never be trained or saved); "
+                    "assign each one as its own attribute (setattr(self, f'layer{i}', layer)) "
+                    "until twinnn's containers (ModuleList, ModuleDict, ParameterList) arrive"
+                )
+        elif (
+            not isinstance(value, Module)
+            and not self._backend.is_parameter(value)
+            and _is_any_parameter(value)
+        ):
+            raise BackendMismatchError(
+                f"cannot assign {name!r}: the parameter is a {type(value).__module__}."
+                f"{type(value).__name__} of another backend, this {type(self).__name__} "
+                f"was created on {self._backend.NAME!r}"
+            )
+
     def __delattr__(self, name: str) -> None:
         self._members.pop(name, None)
         object.__delattr__(self, name)
 
     # --- calling ----------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+        raise ModuleError(
+            f"{type(self).__name__} was called but defines no forward(); subclasses of "
+            "twinnn.Module must define forward(self, ...)"
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if config.is_current(self._backend):

@@ -13,7 +13,9 @@ from twinnn._checks import check_bool, check_float
 from twinnn.backends.base import Backend, Param, SGDKernel
 from twinnn.errors import (
     ArgumentError,
+    ArgumentTypeError,
     BackendMismatchError,
+    ShapeError,
     StateDictError,
     describe_shape,
 )
@@ -48,6 +50,18 @@ def _backend_of(params: Sequence[Param]) -> Backend:
         "SGD(params) must all be parameters of one backend (made by twinnn layers or "
         "twinnn.parameter); got " + ", ".join(sorted({type(p).__name__ for p in params}))
     )
+
+
+def _check_unique(names: Sequence[str], params: Sequence[Param]) -> None:
+    """A parameter listed twice would be updated twice per step: refuse it (torch warns)."""
+    first: dict[int, str] = {}
+    for name, param in zip(names, params, strict=True):
+        if id(param) in first:
+            raise ArgumentError(
+                f"SGD(params) lists the same parameter twice ({first[id(param)]!r} and "
+                f"{name!r}); each parameter may appear once (it would be updated twice per step)"
+            )
+        first[id(param)] = name
 
 
 class SGD:
@@ -90,6 +104,7 @@ class SGD:
         self.weight_decay = check_float(weight_decay, "SGD(weight_decay)", low=0.0)
         self.names: tuple[str, ...] = tuple(n for n, _ in named)
         self.params: list[Param] = [p for _, p in named]
+        _check_unique(self.names, self.params)
         self._backend = _backend_of(self.params)
         self._kernel: SGDKernel = self._backend.make_sgd(
             self.params, self._lr, self.momentum, self.nesterov, self.weight_decay
@@ -126,12 +141,33 @@ class SGD:
             )
 
     def apply_gradients(self, grads: Sequence[Any]) -> None:
-        """Update the parameters from ``grads`` (same order as ``params``), for custom loops."""
+        """Update the parameters from ``grads`` (same order as ``params``), for custom loops.
+
+        Each gradient is a native tensor of this optimiser's backend or an array-like (cast to
+        float32) of its parameter's shape. Everything is checked before anything changes: on a
+        bad gradient neither the parameters nor the momentum buffers move.
+        """
+        if isinstance(grads, (str, bytes)) or not isinstance(grads, Sequence):
+            raise ArgumentTypeError(
+                "SGD.apply_gradients(grads) must be a list of gradients in parameter order, "
+                f"got {type(grads).__name__}"
+            )
         if len(grads) != len(self.params):
             raise ArgumentError(
                 f"SGD.apply_gradients(grads) needs {len(self.params)} gradients, got {len(grads)}"
             )
-        self._kernel.apply(grads)
+        impl = self._backend
+        checked = []
+        for i, (name, param, grad) in enumerate(zip(self.names, self.params, grads, strict=True)):
+            tensor = impl.convert_float(grad, f"grads[{i}]")
+            expected, got = impl.static_shape(param), impl.static_shape(tensor)
+            if got != expected:
+                raise ShapeError(
+                    f"SGD.apply_gradients: grads[{i}] (for parameter {name!r}) must have shape "
+                    f"{describe_shape(expected)}, got {describe_shape(got)}"
+                )
+            checked.append(tensor)
+        self._kernel.apply(checked)
 
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters and momentum buffers (``{"momentum_buffers": {name: ndarray}}``)."""

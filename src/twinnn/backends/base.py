@@ -138,7 +138,7 @@ class Backend(Protocol):
     def sequence_mask(self, lengths: Tensor, time: int | Tensor) -> Tensor:
         """Float32 ``(B, time)`` mask: ``1.0`` where ``t < lengths[b]``, else ``0.0``."""
 
-    # --- run-time checks (graph-safe) ---------------------------------------------------------------
+    # --- run-time checks (graph-safe) ------------------------------------------------------
     def assert_dims(
         self,
         x: Tensor,
@@ -212,16 +212,28 @@ class Backend(Protocol):
         params: Sequence[Param],
         apply_gradients: Callable[[Sequence[Tensor]], None],
         *,
+        check_args: Callable[[Sequence[Tensor]], None],
+        missing_gradients: Callable[[list[int]], None] | None,
         eager: bool,
         jit: bool,
     ) -> Callable[..., Tensor]:
-        """A function ``step(*args) -> loss``: converts ``args`` with :meth:`convert`, runs
-        ``loss = loss_of(*args)``, differentiates it w.r.t. ``params`` and calls
-        ``apply_gradients(grads)``. Compiled unless ``eager`` (TensorFlow: ``tf.function``
-        that does not retrace for new leading dims; torch: ``torch.compile`` when ``jit``).
+        """A function ``step(*args) -> loss``: converts ``args`` with :meth:`convert`, calls
+        ``check_args(tensors)`` on the host (every call, before anything runs), runs
+        ``loss = loss_of(*tensors)``, differentiates it w.r.t. ``params`` and calls
+        ``apply_gradients(grads)``. Parameters without a gradient path get zeros when
+        ``missing_gradients`` is None; otherwise it is called with their indices (and raises)
+        before any update -- at trace time where the framework knows it then. Compiled unless
+        ``eager`` (TensorFlow: ``tf.function`` that does not retrace for new leading dims;
+        torch: ``torch.compile`` when ``jit``). A failed graph check is re-raised as the
+        ``twinnn.errors`` class it names.
         """
 
     def build_eval_step(
-        self, loss_of: Callable[..., Tensor], *, eager: bool, jit: bool
+        self,
+        loss_of: Callable[..., Tensor],
+        *,
+        check_args: Callable[[Sequence[Tensor]], None],
+        eager: bool,
+        jit: bool,
     ) -> Callable[..., Tensor]:
         """Like :meth:`build_train_step` without gradients or update."""

@@ -48,7 +48,7 @@ class Linear(Module):
 
     def forward(self, x: Any) -> Any:
         impl = self._backend
-        x = impl.convert(x, "x")
+        x = impl.convert_float(x, "x")
         shape = impl.static_shape(x)
         if not shape or shape[-1] != self.in_features:
             raise ShapeError(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from twinnn import initializers as init_
-from twinnn._checks import check_bool, check_positive_int
+from twinnn._checks import check_bool, check_positive_int, fill_shapes, require_dims
 from twinnn.backends.base import Backend, LSTMWeights
 from twinnn.errors import (
     ArgumentError,
@@ -133,32 +133,16 @@ class LSTM(Module):
         """``outputs (B, T, H*D), (h (L*D, B, H), c (L*D, B, H))``; see the class doc."""
         impl = self._backend
         x = self._check_x(impl, x)
-        batch, time, _ = impl.static_shape(x)
-        native_lengths = (
-            None if lengths is None else self._check_lengths(impl, lengths, batch, time)
-        )
-        state = None if initial_state is None else self._check_state(impl, initial_state, batch)
+        native_lengths = None if lengths is None else self._check_lengths(impl, lengths, x)
+        state = None if initial_state is None else self._check_state(impl, initial_state, x)
         outputs, h, c = impl.lstm(
             x, native_lengths, state, self._weights(), self.num_layers, self.bidirectional
         )
         return outputs, (h, c)
 
     # --- input checks -----------------------------------------------------------------------------
-    @staticmethod
-    def _float_tensor(impl: Backend, value: Any, name: str) -> Any:
-        """A float32 native tensor: array-likes are cast, native tensors must be float32."""
-        if not impl.is_native(value):
-            return impl.convert(value, name, dtype="float32")
-        tensor = impl.convert(value, name)  # raises DTypeError for float64 and friends
-        if impl.dtype_name(tensor) != "float32":
-            raise DTypeError(
-                f"LSTM.forward: argument {name!r} must be float32, got dtype "
-                f"{impl.dtype_name(tensor)}"
-            )
-        return tensor
-
     def _check_x(self, impl: Backend, x: Any) -> Any:
-        x = self._float_tensor(impl, x, "x")
+        x = impl.convert_float(x, "x")
         shape = impl.static_shape(x)
         if len(shape) != 3 or shape[2] != self.input_size:
             raise ShapeError(
@@ -167,25 +151,28 @@ class LSTM(Module):
             )
         return x
 
-    def _check_lengths(self, impl: Backend, lengths: Any, batch: Any, time: Any) -> Any:
+    def _check_lengths(self, impl: Backend, lengths: Any, x: Any) -> Any:
         where = "LSTM.forward: argument 'lengths'"
         if impl.is_native(lengths):
-            dtype = impl.dtype_name(lengths)
-            shape = impl.static_shape(lengths)
             values = None
+            native = impl.convert(lengths, "lengths")
         else:
             values = np.asarray(lengths)
             if values.size == 0 and values.ndim == 1:
                 values = values.astype(np.int64)
-            dtype, shape = str(values.dtype), values.shape
+            native = None
+        dtype = impl.dtype_name(native) if values is None else str(values.dtype)
         if dtype not in _INTEGER_DTYPES:
             raise DTypeError(f"{where} must hold integers, got dtype {dtype}")
-        if len(shape) != 1 or (None not in (shape[0], batch) and shape[0] != batch):
-            expected = describe_shape((batch,))
-            raise ShapeError(
-                f"{where} must have shape {expected} (one length per sequence of x), "
-                f"got {describe_shape(shape)}"
-            )
+        if values is not None:
+            native = impl.convert(values, "lengths", dtype="int64")
+        template = (
+            f"{where} must have shape (batch,), one length per sequence of x {{y}}, got {{x}}"
+        )
+        if len(impl.static_shape(native)) != 1:
+            raise ShapeError(fill_shapes(template, impl.static_shape(native), impl.static_shape(x)))
+        native, _ = require_dims(impl, native, x, [(0, 0)], template)
+        time = impl.static_shape(x)[1]
         if values is not None and time is not None:
             bad = values[(values < 0) | (values > time)]
             if bad.size:
@@ -193,30 +180,27 @@ class LSTM(Module):
                     f"{where} must be in [0, {time}] (0 <= len <= time of x), "
                     f"got values {bad[:5].tolist()}"
                 )
-        if values is None:
-            return impl.convert(lengths, "lengths")  # the backend checks the values
-        return impl.convert(values, "lengths", dtype="int64")
+        return native  # native tensors: the backend checks the values
 
-    def _check_state(self, impl: Backend, state: Any, batch: Any) -> tuple[Any, Any]:
+    def _check_state(self, impl: Backend, state: Any, x: Any) -> tuple[Any, Any]:
         if not isinstance(state, Sequence) or isinstance(state, str) or len(state) != 2:
             raise ArgumentTypeError(
                 "LSTM.forward: argument 'initial_state' must be a pair (h0, c0), "
                 f"got {type(state).__name__}"
             )
-        expected = (self.num_layers * self.directions, batch, self.hidden_size)
+        layers = self.num_layers * self.directions
         pair = []
         for name, value in zip(("h0", "c0"), state, strict=True):
-            tensor = self._float_tensor(impl, value, f"initial_state {name}")
-            shape = impl.static_shape(tensor)
-            matches = len(shape) == 3 and all(
-                a is None or b is None or a == b for a, b in zip(shape, expected, strict=True)
+            tensor = impl.convert_float(value, f"initial_state {name}")
+            template = (
+                f"LSTM.forward: initial_state {name} must have shape ({layers}, batch, "
+                f"{self.hidden_size}) (num_layers * directions, batch of x {{y}}, hidden_size), "
+                "got {x}"
             )
-            if not matches:
-                raise ShapeError(
-                    f"LSTM.forward: initial_state {name} must have shape "
-                    f"{describe_shape(expected)} (num_layers * directions, batch, hidden_size), "
-                    f"got {describe_shape(shape)}"
-                )
+            shape = impl.static_shape(tensor)
+            if len(shape) != 3 or shape[0] != layers or shape[2] != self.hidden_size:
+                raise ShapeError(fill_shapes(template, shape, impl.static_shape(x)))
+            tensor, _ = require_dims(impl, tensor, x, [(1, 0)], template)
             pair.append(tensor)
         return pair[0], pair[1]
 

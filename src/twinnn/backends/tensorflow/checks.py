@@ -10,13 +10,35 @@ re-raises it as that class with that message (``trainer.py``): the same error an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import tensorflow as tf
 
 from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, graph_check_tag
 from twinnn.errors import BY_NAME, describe_shape
+
+_in_xla = False  # True while a jit_compile (XLA) step is traced
+
+
+@contextmanager
+def tracing_for_xla(enabled: bool) -> Iterator[None]:
+    """Mark the tracing of an XLA step: XLA drops ``Assert`` ops and cannot compile the string
+    ops that build their messages, so value checks are left out of such graphs (shape checks
+    run in Python there: an XLA step is traced with full static shapes)."""
+    global _in_xla
+    previous, _in_xla = _in_xla, enabled
+    try:
+        yield
+    finally:
+        _in_xla = previous
+
+
+def value_checks_enabled() -> bool:
+    """Whether run-time value checks go into the graph being built (not under XLA)."""
+    return not _in_xla
 
 
 def _shape_text(x: Any) -> Any:
@@ -50,17 +72,17 @@ def assert_dims(
         if broadcast:
             same = tf.logical_or(same, tf.equal(x_dims[i], 1))
         ok = tf.logical_and(ok, same)
-    head, _, rest = template.partition("{x}")
-    middle, _, tail = rest.partition("{y}")
-    message = tf.strings.join(
-        [graph_check_tag(error) + head, _shape_text(x), middle, _shape_text(y), tail + GRAPH_CHECK_END]
-    )
+    shapes = {"{x}": _shape_text(x), "{y}": _shape_text(y)}
+    parts = [shapes.get(part, part) for part in re.split(r"(\{x\}|\{y\})", template)]
+    message = tf.strings.join([graph_check_tag(error), *parts, GRAPH_CHECK_END])
     check = tf.debugging.Assert(ok, [message], summarize=1)
     gx, gy = _gated(check, [x, y])
     return gx, gy
 
 
 def assert_nonnegative(x: Any, error: str, message: str) -> Any:
+    if not value_checks_enabled():
+        return x
     ok = tf.reduce_all(x >= 0)
     if tf.executing_eagerly():
         if not bool(ok):

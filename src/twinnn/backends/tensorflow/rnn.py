@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from twinnn.backends.tensorflow.checks import value_checks_enabled
 from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, graph_check_tag
 from twinnn.errors import ArgumentError
 
@@ -72,6 +73,8 @@ def _check_lengths(lengths: Any, time: Any) -> Any:
         bad = values[(values < 0) | (values > int(time))]
         if bad.size:
             raise ArgumentError(f"{head}{int(time)}{middle}{bad[:5].tolist()}")
+        return lengths
+    if not value_checks_enabled():  # an XLA step: assertions are dropped (checks.py)
         return lengths
     # Traced: tf.errors.InvalidArgumentError with this message when the step runs; the
     # compiled step turns it back into an ArgumentError (trainer.py).

@@ -6,9 +6,15 @@ of a rank-1 tensor (per-example lengths or targets, ``(B,)``) too, so a new batc
 sequence length reuses the same graph: no retracing. ``eager=True`` skips ``tf.function``
 altogether, so the Python body of ``forward`` runs (and stops at breakpoints) on every step.
 
-Checks on tensor *values* (an LSTM's lengths) run inside the graph as ``tf.debugging``
-assertions tagged with ``GRAPH_CHECK_TAG``; a failed one is re-raised as
-``twinnn.errors.ArgumentError`` with the same message, not as a TensorFlow error.
+Checks on dims that are ``None`` while tracing (``pred`` against ``target``, an LSTM's
+``lengths`` against ``x``) and on tensor *values* (an LSTM's lengths, a loss weight's sign) run
+inside the graph as ``tf.debugging.Assert`` ops (``checks.py``) whose message is tagged with
+the twinnn error class; a failed one is re-raised as that class with the same message eager
+code gives, not as a TensorFlow error, and nothing after it (the update) has run.
+
+``jit=True`` (XLA) traces with the full input shapes: XLA compiles one executable per input
+shape anyway, and it drops graph assertions, so every shape check runs in Python while
+tracing. Value checks are not run under XLA (documented in ``docs/errors.md``).
 
 Tracing runs with ``autograph=False``: twinnn's own errors (shape checks in layers and losses)
 reach the caller unchanged instead of wrapped in autograph's ``StagingError``, and model code
@@ -29,10 +35,11 @@ from typing import Any, cast
 
 import tensorflow as tf
 
+from twinnn.backends.tensorflow.checks import tracing_for_xla
 from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, convert, device_scope, graph_check_tag
-from twinnn.errors import BY_NAME
+from twinnn.errors import BY_NAME, TwinnnError
 
-_Key = tuple[tuple[int, int | None, str], ...]
+_Key = tuple[tuple[tuple[int | None, ...], str], ...]
 _GRAPH_CHECK = re.compile(
     re.escape(graph_check_tag("@")).replace("@", r"(\w+)") + r"(.*?)" + re.escape(GRAPH_CHECK_END),
     re.DOTALL,
@@ -62,8 +69,17 @@ class CompiledStep:
     """Callable ``step(*args) -> loss`` that converts its arguments and dispatches to the
     graph traced for their structure (created once, traced once)."""
 
-    def __init__(self, body: Callable[..., Any], eager: bool, jit: bool) -> None:
+    def __init__(
+        self,
+        body: Callable[..., Any],
+        diagnose: Callable[..., Any],
+        check_args: Callable[[Sequence[Any]], None],
+        eager: bool,
+        jit: bool,
+    ) -> None:
         self._body = body
+        self._diagnose = diagnose
+        self._check_args = check_args
         self._eager = eager
         self._jit = jit
         self._functions: dict[_Key, Any] = {}
@@ -75,15 +91,10 @@ class CompiledStep:
         return sum(int(f.experimental_get_tracing_count()) for f in self._functions.values())
 
     def _caller_for(self, args: Sequence[Any]) -> Callable[..., Any]:
-        key: _Key = tuple(
-            (a.shape.rank, a.shape[-1] if a.shape.rank >= 2 else None, a.dtype.name) for a in args
-        )
+        key: _Key = tuple((_traced_shape(a.shape.as_list(), self._jit), a.dtype.name) for a in args)
         caller = self._callers.get(key)
         if caller is None:
-            signature = [
-                tf.TensorSpec([*([None] * (rank - 1)), last] if rank else [], dtype)
-                for rank, last, dtype in key
-            ]
+            signature = [tf.TensorSpec(shape, dtype) for shape, dtype in key]
             function = tf.function(
                 self._body,
                 input_signature=signature,
@@ -91,16 +102,25 @@ class CompiledStep:
                 autograph=False,
             )
             self._functions[key] = function
-            caller = _flat_caller(function.get_concrete_function())
+            with tracing_for_xla(self._jit):
+                concrete = function.get_concrete_function()
+            caller = _flat_caller(concrete)
             self._callers[key] = caller
         return caller
 
     def __call__(self, *args: Any) -> Any:
         with device_scope():
             tensors = [_as_tensor(convert(a, f"args[{i}]")) for i, a in enumerate(args)]
+            self._check_args(tensors)
             if self._eager:
                 return self._body(*tensors)
-            caller = self._caller_for(tensors)
+            try:
+                caller = self._caller_for(tensors)
+            except TwinnnError:
+                # A check failed while tracing, where batch dims read "?": run the forward and
+                # loss eagerly (no update) for the same error with the run-time shapes.
+                self._diagnose(*tensors)
+                raise
             try:
                 return caller(*tensors)
             except tf.errors.InvalidArgumentError as exc:
@@ -109,6 +129,15 @@ class CompiledStep:
                     raise
                 error = BY_NAME[check.group(1)]
                 raise error(check.group(2).replace("\\'", "'")) from None
+
+
+def _traced_shape(shape: list[int], jit: bool) -> tuple[int | None, ...]:
+    """The shape a step is traced with: every axis ``None`` but the last of a tensor of rank
+    >= 2; with ``jit`` the full shape (XLA compiles one executable per input shape anyway and
+    drops graph assertions, so every shape check then runs in Python while tracing)."""
+    if jit:
+        return tuple(shape)
+    return (*([None] * (len(shape) - 1)), shape[-1]) if len(shape) >= 2 else (None,) * len(shape)
 
 
 def _as_tensor(x: Any) -> Any:
@@ -121,6 +150,8 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
+    check_args: Callable[[Sequence[Any]], None],
+    missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
     jit: bool,
 ) -> CompiledStep:
@@ -130,13 +161,23 @@ def build_train_step(
         with tf.GradientTape() as tape:
             loss = loss_of(*args)
         grads = tape.gradient(loss, params)
+        if missing_gradients is not None:  # known while tracing: no run-time cost
+            missing = [i for i, g in enumerate(grads) if g is None]
+            if missing:
+                missing_gradients(missing)
         apply_gradients(
             [tf.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
         )
         return loss
 
-    return CompiledStep(body, eager, jit)
+    return CompiledStep(body, loss_of, check_args, eager, jit)
 
 
-def build_eval_step(loss_of: Callable[..., Any], *, eager: bool, jit: bool) -> CompiledStep:
-    return CompiledStep(loss_of, eager, jit)
+def build_eval_step(
+    loss_of: Callable[..., Any],
+    *,
+    check_args: Callable[[Sequence[Any]], None],
+    eager: bool,
+    jit: bool,
+) -> CompiledStep:
+    return CompiledStep(loss_of, loss_of, check_args, eager, jit)

@@ -23,11 +23,30 @@ def _convert_all(args: tuple[Any, ...]) -> list[Any]:
     return [convert(a, f"args[{i}]") for i, a in enumerate(args)]
 
 
+def _gradients(
+    loss: torch.Tensor,
+    params: tuple[torch.Tensor, ...],
+    missing_gradients: Callable[[list[int]], None] | None,
+) -> list[torch.Tensor]:
+    """d loss / d params; a parameter the loss does not reach gets zeros or is reported."""
+    if loss.requires_grad:
+        grads: Sequence[torch.Tensor | None] = torch.autograd.grad(loss, params, allow_unused=True)
+    else:  # no path to any parameter (torch.autograd.grad itself would raise)
+        grads = [None] * len(params)
+    if missing_gradients is not None:
+        missing = [i for i, g in enumerate(grads) if g is None]
+        if missing:
+            missing_gradients(missing)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
 def build_train_step(
     loss_of: Callable[..., Any],
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
+    check_args: Callable[[Sequence[Any]], None],
+    missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
     jit: bool,
 ) -> Callable[..., Any]:
@@ -35,21 +54,28 @@ def build_train_step(
     params = tuple(params)
 
     def step(*args: Any) -> Any:
-        loss = forward(*_convert_all(args))
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        apply_gradients(
-            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
-        )
+        tensors = _convert_all(args)
+        check_args(tensors)
+        loss = forward(*tensors)
+        apply_gradients(_gradients(loss, params, missing_gradients))
         return loss.detach()
 
     return step
 
 
-def build_eval_step(loss_of: Callable[..., Any], *, eager: bool, jit: bool) -> Callable[..., Any]:
+def build_eval_step(
+    loss_of: Callable[..., Any],
+    *,
+    check_args: Callable[[Sequence[Any]], None],
+    eager: bool,
+    jit: bool,
+) -> Callable[..., Any]:
     forward = _compiled(loss_of, jit and not eager)
 
     @torch.no_grad()
     def step(*args: Any) -> Any:
-        return forward(*_convert_all(args))
+        tensors = _convert_all(args)
+        check_args(tensors)
+        return forward(*tensors)
 
     return step
