@@ -319,6 +319,86 @@ def test_zero_time_steps(backend: str) -> None:
     assert float(tn.to_numpy(step(np.ones((2, 0, F), np.float32), np.zeros(1)))) == 0.0
 
 
+# --- training parity between the backends ---------------------------------------------------------
+class StateReader(tn.Module):
+    """2-layer bidirectional LSTM whose head reads the last layer's final ``h`` *and* ``c`` of
+    both directions and the mean of the outputs: a wrong cell state on one backend changes the
+    loss, the gradients and every later step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = tn.LSTM(F, H, num_layers=2, bidirectional=True)
+        self.head = tn.Linear(6 * H, 1)
+
+    def forward(self, x: Any, lengths: Any) -> Any:
+        out, (h, c) = self.lstm(x, lengths)
+        features = tn.concat([h[-2], h[-1], c[-2], c[-1], tn.mean(out, axis=1)], axis=-1)
+        return self.head(features)
+
+
+def changing_batches(count: int, seed: int = 11) -> list[tuple[Array, Array, Array]]:
+    """Batch size in [2, 6] and time in [1, 8] change every step; lengths in [0, T]; the
+    padding holds 1e6 (it must be ignored)."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        batch, time = int(rng.integers(2, 7)), int(rng.integers(1, 9))
+        lengths = rng.integers(0, time + 1, batch)
+        x = rng.standard_normal((batch, time, F)).astype(np.float32)
+        x[np.arange(time)[None, :] >= lengths[:, None]] = 1e6
+        y = rng.standard_normal((batch, 1)).astype(np.float32)
+        batches.append((x, lengths, y))
+    return batches
+
+
+def train_state_reader(backend: str, steps: int) -> dict[str, Any]:
+    """``steps`` SGD steps (lr 0.05, momentum 0.9) of :class:`StateReader` on
+    :func:`changing_batches`, from seed 3. Returns the losses, the final parameters, the
+    trained LSTM's ``out``, ``h`` and ``c`` on a held-out batch, the first step's gradient
+    (from a copy at lr=1 without momentum: the change of the weights) and the trace count
+    (TensorFlow; ``None`` on torch)."""
+    tn.set_backend(backend)
+    tn.seed(3)
+    model = StateReader()
+    first = StateReader()
+    first.load_state_dict(model.state_dict())
+    batches = changing_batches(steps)
+    tn.train_step(first, tn.mse_loss, tn.SGD(first, lr=1.0), eager=True)(*batches[0])
+    gradient = {k: model.state_dict()[k] - v for k, v in first.state_dict().items()}
+    step = tn.train_step(model, tn.mse_loss, tn.SGD(model, lr=0.05, momentum=0.9))
+    losses = [float(tn.to_numpy(step(*batch))) for batch in batches]
+    x, lengths, _ = changing_batches(1, seed=12)[0]
+    out, (h, c) = model.lstm(x, lengths)
+    return {
+        "losses": np.array(losses),
+        "params": model.state_dict(),
+        "held_out": {"out": tn.to_numpy(out), "h": tn.to_numpy(h), "c": tn.to_numpy(c)},
+        "gradient": gradient,
+        "trace_count": getattr(step, "trace_count", None),
+    }
+
+
+def test_hundred_momentum_steps_on_changing_shapes_agree_between_backends(
+    both_backends: list[str],
+) -> None:
+    """docs/lstm.md: the cross-backend losses, parameters, first-step gradients and the trained
+    layer's outputs, ``h`` and ``c`` agree within float32 rounding, and TensorFlow's compiled
+    step traced once for all 100 shapes."""
+    runs = {name: train_state_reader(name, 100) for name in both_backends}
+    torch_run, tf_run = runs["torch"], runs["tensorflow"]
+    assert tf_run["trace_count"] == 1
+    assert np.all(np.isfinite(torch_run["losses"]))
+    assert torch_run["losses"][-10:].mean() < torch_run["losses"][:10].mean()  # it learns
+    np.testing.assert_allclose(tf_run["losses"], torch_run["losses"], rtol=1e-5, atol=1e-7)
+    for part in ("gradient", "params", "held_out"):
+        for name, value in torch_run[part].items():
+            got = tf_run[part][name]
+            np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-6, err_msg=f"{part} {name}")
+    c = torch_run["held_out"]["c"]
+    assert np.abs(c).max() > 0.1  # the cell state was really compared
+    assert all(np.abs(g).max() > 0 for g in torch_run["gradient"].values())  # all reach the loss
+
+
 # --- init ----------------------------------------------------------------------------------------
 def _expected_init(preset: str, seed: int, num_layers: int, dirs: int) -> dict[str, Array]:
     """Independent NumPy re-draw of the presets, in parameter order."""
@@ -412,14 +492,25 @@ def test_bad_x(backend: str) -> None:
     ):
         layer(np.zeros((B, T, 2), np.float32))
     with pytest.raises(DTypeError, match="'x' must be float32"):
-        layer(tn.tensor(np.zeros((B, T, F)), dtype="int32"))
+        layer(tn.tensor(np.zeros((B, T, F)), dtype="float64"))
+    # One rule on both backends: integer inputs where a float is needed are cast to float32.
+    ints = np.arange(B * T * F).reshape(B, T, F) % 3
+    np.testing.assert_array_equal(
+        tn.to_numpy(layer(tn.tensor(ints, dtype="int32"))[0]),
+        tn.to_numpy(layer(ints.astype(np.float32))[0]),
+    )
 
 
 @pytest.mark.parametrize(
     ("lengths", "error", "match"),
     [
-        (np.array([1, 2, 3]), ShapeError, r"'lengths' must have shape \(6,\).*got \(3,\)"),
-        (np.ones((6, 1), np.int64), ShapeError, r"'lengths' must have shape \(6,\).*got \(6, 1\)"),
+        (
+            np.array([1, 2, 3]),
+            ShapeError,
+            r"'lengths' must have shape \(batch,\), one length per sequence of x \(6, 5, 3\), "
+            r"got \(3,\)$",
+        ),
+        (np.ones((6, 1), np.int64), ShapeError, r"'lengths' must have shape \(batch,\).*\(6, 1\)"),
         (np.array([1, 2, -1, 0, 5, 5]), ArgumentError, r"'lengths' must be in \[0, 5\].*\[-1\]"),
         (np.array([1, 2, 6, 0, 5, 7]), ArgumentError, r"'lengths' must be in \[0, 5\].*\[6, 7\]"),
         (
@@ -441,7 +532,7 @@ def test_bad_native_lengths(backend: str) -> None:
     x = np.zeros((B, T, F), np.float32)
     with pytest.raises(DTypeError, match="'lengths' must hold integers, got dtype float32"):
         layer(x, tn.tensor(LENGTHS, dtype="float32"))
-    with pytest.raises(ShapeError, match=r"'lengths' must have shape \(6,\)"):
+    with pytest.raises(ShapeError, match=r"'lengths' must have shape \(batch,\).*got \(4,\)"):
         layer(x, tn.tensor(LENGTHS[:4], dtype="int64"))
     # Values of native tensors are checked by the backend (on CPU / eagerly: ArgumentError).
     with pytest.raises(ArgumentError, match=r"'lengths' must be in \[0, 5\].*\[9\]"):
@@ -462,7 +553,7 @@ def test_bad_lengths_inside_train_step(backend: str) -> None:
     x = np.zeros((B, T, F), np.float32)
     step(x, LENGTHS, np.zeros((B, 1), np.float32))
     bad = np.array([1, 2, 8, 0, 5, 5])
-    message = r"'lengths' must be (in \[0, 5\]|between 0 and T)"
+    message = r"'lengths' must be in \[0, 5\] \(0 <= len <= time of x\), got values \[8\]$"
     with pytest.raises(ArgumentError, match=message) as info:
         step(x, bad, np.zeros((B, 1), np.float32))
     assert isinstance(info.value, ValueError)
@@ -474,12 +565,18 @@ def test_bad_initial_state(backend: str) -> None:
     x = np.zeros((B, T, F), np.float32)
     good = np.zeros((2, B, H), np.float32)
     with pytest.raises(
-        ShapeError, match=r"initial_state h0 must have shape \(2, 6, 4\).*\(1, 6, 4\)"
+        ShapeError,
+        match=r"initial_state h0 must have shape \(2, batch, 4\) \(num_layers \* directions, "
+        r"batch of x \(6, 5, 3\), hidden_size\), got \(1, 6, 4\)$",
     ):
         layer(x, LENGTHS, (np.zeros((1, B, H), np.float32), good))
-    with pytest.raises(ShapeError, match=r"initial_state c0 must have shape \(2, 6, 4\).*\(2, 6\)"):
+    with pytest.raises(
+        ShapeError, match=r"initial_state c0 must have shape \(2, batch, 4\).*\(2, 6\)"
+    ):
         layer(x, LENGTHS, (good, np.zeros((2, B), np.float32)))
+    with pytest.raises(ShapeError, match=r"initial_state h0 must have shape.*got \(2, 5, 4\)"):
+        layer(x, LENGTHS, (np.zeros((2, B - 1, H), np.float32), good))
     with pytest.raises(ArgumentTypeError, match="'initial_state' must be a pair"):
         layer(x, LENGTHS, good)
     with pytest.raises(DTypeError, match="'initial_state h0' must be float32"):
-        layer(x, LENGTHS, (tn.tensor(good, dtype="int32"), good))
+        layer(x, LENGTHS, (tn.tensor(good, dtype="float64"), good))

@@ -11,13 +11,12 @@ re-raises it as that class with that message (``trainer.py``): the same error an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import tensorflow as tf
 
-from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, graph_check_tag
 from twinnn.errors import BY_NAME, describe_shape
 
 _in_xla = False  # True while a jit_compile (XLA) step is traced
@@ -41,11 +40,42 @@ def value_checks_enabled() -> bool:
     return not _in_xla
 
 
-def _shape_text(x: Any) -> Any:
-    """The run-time shape of ``x`` as ``describe_shape`` writes it: ``(4, 1)``, ``(4,)``."""
-    dims = tf.strings.reduce_join(tf.strings.as_string(tf.shape(x)), separator=", ")
-    trailing = "," if x.shape.rank == 1 else ""
-    return tf.strings.join(["(", dims, trailing, ")"])
+# A failed check's message: ``twinnn[<class>|<formats>]: <template> ~twinnn`` followed by the
+# values TensorFlow prints for the data tensors (``[4 1]``); ``template`` holds ``{0}``,
+# ``{1}``, ... for them and ``formats`` says how each is written back in Python.
+_MESSAGE = re.compile(r"twinnn\[(\w+)\|([\w,]*)\]: (.*?) ~twinnn\]((?: \[[^\]]*\])*)", re.DOTALL)
+_FORMATS: dict[str, Callable[[list[int]], str]] = {
+    "shape": describe_shape,
+    "list": str,
+    "int": lambda values: str(values[0]),
+}
+
+
+def graph_check(ok: Any, error: str, template: str, values: Sequence[tuple[str, Any]]) -> Any:
+    """A ``tf.debugging.Assert`` that fails when ``ok`` is False; :func:`raise_graph_check`
+    turns its error into ``twinnn.errors.<error>`` with ``template``'s ``{k}`` replaced by the
+    run-time value ``values[k]`` written as its format says (``"shape"``: ``(4, 1)``,
+    ``"list"``: ``[7, -1]``, ``"int"``: ``5``). The data are int32 tensors and one constant
+    string, so the op needs no string formatting and no ``cond`` on the success path."""
+    formats = ",".join(kind for kind, _ in values)
+    data = [tf.cast(v, tf.int32) for _, v in values]
+    head = f"twinnn[{error}|{formats}]: {template} ~twinnn"
+    return tf.debugging.Assert(ok, [head, *data], summarize=1 << 16)
+
+
+def raise_graph_check(message: str) -> None:
+    """Raise the twinnn error a failed :func:`graph_check` stands for, if ``message`` (a
+    TensorFlow error's) holds one; return otherwise."""
+    match = _MESSAGE.search(message)
+    if match is None or match.group(1) not in BY_NAME:
+        return
+    text = match.group(3).replace("\\'", "'")
+    kinds = match.group(2).split(",") if match.group(2) else []
+    printed = re.findall(r"\[([^\]]*)\]", match.group(4))
+    for k, (kind, numbers) in enumerate(zip(kinds, printed, strict=False)):
+        values = [int(n) for n in numbers.split()]
+        text = text.replace(f"{{{k}}}", _FORMATS[kind](values))
+    raise BY_NAME[match.group(1)](text) from None
 
 
 def _gated(check: Any, tensors: Sequence[Any]) -> list[Any]:
@@ -56,14 +86,7 @@ def _gated(check: Any, tensors: Sequence[Any]) -> list[Any]:
 def assert_dims(
     x: Any, y: Any, pairs: Sequence[tuple[int, int]], broadcast: bool, error: str, template: str
 ) -> tuple[Any, Any]:
-    if tf.executing_eagerly() or all(
-        x.shape[i] is not None and y.shape[j] is not None for i, j in pairs
-    ):
-        for i, j in pairs:
-            dim = x.shape[i]
-            if dim != y.shape[j] and not (broadcast and dim == 1):
-                message = template.replace("{x}", describe_shape(x.shape.as_list()))
-                raise BY_NAME[error](message.replace("{y}", describe_shape(y.shape.as_list())))
+    if tf.executing_eagerly():  # every dim is known: the front has checked them
         return x, y
     x_dims, y_dims = tf.shape(x), tf.shape(y)
     ok = tf.constant(True)
@@ -72,10 +95,8 @@ def assert_dims(
         if broadcast:
             same = tf.logical_or(same, tf.equal(x_dims[i], 1))
         ok = tf.logical_and(ok, same)
-    shapes = {"{x}": _shape_text(x), "{y}": _shape_text(y)}
-    parts = [shapes.get(part, part) for part in re.split(r"(\{x\}|\{y\})", template)]
-    message = tf.strings.join([graph_check_tag(error), *parts, GRAPH_CHECK_END])
-    check = tf.debugging.Assert(ok, [message], summarize=1)
+    template = template.replace("{x}", "{0}").replace("{y}", "{1}")
+    check = graph_check(ok, error, template, [("shape", x_dims), ("shape", y_dims)])
     gx, gy = _gated(check, [x, y])
     return gx, gy
 
@@ -88,8 +109,7 @@ def assert_nonnegative(x: Any, error: str, message: str) -> Any:
         if not bool(ok):
             raise BY_NAME[error](message)
         return x
-    check = tf.debugging.Assert(ok, [graph_check_tag(error) + message + GRAPH_CHECK_END])
-    return _gated(check, [x])[0]
+    return _gated(graph_check(ok, error, message, []), [x])[0]
 
 
 def divide_no_nan(a: Any, b: Any) -> Any:

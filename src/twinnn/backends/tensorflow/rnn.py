@@ -39,8 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from twinnn.backends.tensorflow.checks import value_checks_enabled
-from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, graph_check_tag
+from twinnn.backends.tensorflow.checks import graph_check, value_checks_enabled
 from twinnn.errors import ArgumentError
 
 __all__ = ["HOLD", "lstm"]
@@ -76,21 +75,15 @@ def _check_lengths(lengths: Any, time: Any) -> Any:
         return lengths
     if not value_checks_enabled():  # an XLA step: assertions are dropped (checks.py)
         return lengths
-    # Traced: tf.errors.InvalidArgumentError with this message when the step runs; the
-    # compiled step turns it back into an ArgumentError (trainer.py).
+    # Traced: tf.errors.InvalidArgumentError when the step runs, which the compiled step
+    # turns back into this ArgumentError with this message (checks.raise_graph_check).
     time = tf.cast(time, lengths.dtype)
     out_of_range = tf.logical_or(lengths < 0, lengths > time)
-    bad = tf.strings.as_string(tf.boolean_mask(lengths, out_of_range)[:5])
-    message = tf.strings.join(
-        [
-            graph_check_tag("ArgumentError") + head,
-            tf.strings.as_string(time),
-            middle + "[",
-            tf.strings.reduce_join(bad, separator=", "),
-            "]" + GRAPH_CHECK_END,
-        ]
+    bad = tf.boolean_mask(lengths, out_of_range)[:5]
+    ok = tf.logical_not(tf.reduce_any(out_of_range))
+    check = graph_check(
+        ok, "ArgumentError", head + "{0}" + middle + "{1}", [("int", time), ("list", bad)]
     )
-    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(out_of_range)), [message])
     with tf.control_dependencies([check]):
         return tf.identity(lengths)
 

@@ -29,21 +29,16 @@ as much as the whole step of a small model (see ``docs/performance.md``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import tensorflow as tf
 
-from twinnn.backends.tensorflow.checks import tracing_for_xla
-from twinnn.backends.tensorflow.core import GRAPH_CHECK_END, convert, device_scope, graph_check_tag
-from twinnn.errors import BY_NAME, TwinnnError
+from twinnn.backends.tensorflow.checks import raise_graph_check, tracing_for_xla
+from twinnn.backends.tensorflow.core import convert, device_scope
+from twinnn.errors import TwinnnError
 
 _Key = tuple[tuple[tuple[int | None, ...], str], ...]
-_GRAPH_CHECK = re.compile(
-    re.escape(graph_check_tag("@")).replace("@", r"(\w+)") + r"(.*?)" + re.escape(GRAPH_CHECK_END),
-    re.DOTALL,
-)
 
 
 def _flat_caller(concrete: Any) -> Callable[..., Any]:
@@ -124,11 +119,8 @@ class CompiledStep:
             try:
                 return caller(*tensors)
             except tf.errors.InvalidArgumentError as exc:
-                check = _GRAPH_CHECK.search(exc.message)
-                if check is None or check.group(1) not in BY_NAME:
-                    raise
-                error = BY_NAME[check.group(1)]
-                raise error(check.group(2).replace("\\'", "'")) from None
+                raise_graph_check(exc.message)
+                raise
 
 
 def _traced_shape(shape: list[int], jit: bool) -> tuple[int | None, ...]:
