@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twinnn.backends.torch.checks import assert_dims, assert_nonnegative, divide_no_nan
 from twinnn.backends.torch.core import (
     NAME,
     assign,
@@ -33,7 +34,6 @@ from twinnn.backends.torch.core import (
     to_numpy,
     visible_gpus,
 )
-from twinnn.backends.torch.checks import assert_dims, assert_nonnegative, divide_no_nan
 from twinnn.backends.torch.nn import linear
 from twinnn.backends.torch.optim import make_sgd
 from twinnn.backends.torch.rnn import lstm
