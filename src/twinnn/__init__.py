@@ -14,6 +14,7 @@ from twinnn.config import (
     seed,
     set_backend,
     set_device,
+    use_backend,
 )
 from twinnn.fit import fit
 from twinnn.io import load, save
@@ -72,4 +73,5 @@ __all__ = [
     "tensor",
     "to_numpy",
     "train_step",
+    "use_backend",
 ]

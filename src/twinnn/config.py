@@ -9,12 +9,22 @@ Environment variables (read when first needed, not at ``import twinnn``):
 ``TWINNN_TF32``     ``1`` allows TF32 math on GPUs (faster, gives up parity). Default off.
 ``TWINNN_EAGER``    ``1`` runs every step eagerly on both backends (for debugging).
 ==================  =================================================================
+
+The two flags take ``1``, ``true``, ``yes``, ``on`` (true) and ``0``, ``false``, ``no``,
+``off`` or an empty value (false), in any case; anything else raises
+:class:`~twinnn.errors.ArgumentError` naming the variable.
+
+Threads: the backend chosen by :func:`set_backend` (or ``TWINNN_BACKEND``) and the device, TF32
+and seed settings are process-wide. :func:`use_backend` overrides the backend for the current
+thread (or asyncio task) only. See "Threads" in docs/backends.md for the rules, the
+initialisers' generator included.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from twinnn import backends as _registry
+from twinnn._checks import check_bool
 from twinnn.errors import ArgumentError, ArgumentTypeError, BackendError, DeviceError
 
 if TYPE_CHECKING:
@@ -41,9 +52,13 @@ __all__ = [
     "set_backend",
     "set_device",
     "tf32_allowed",
+    "use_backend",
 ]
 
-_TRUE = {"1", "true", "yes", "on"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+#: Largest seed + 1: torch.manual_seed and tf.random.set_seed both take any int64 >= 0.
+SEED_LIMIT = 2**63
 _DEVICE_RE = re.compile(r"^(auto|cpu|gpu|cuda)(?::(\d+))?$")
 
 _selected: str | None = None  # canonical backend name, once chosen
@@ -55,10 +70,23 @@ _rng: np.random.Generator = np.random.default_rng()
 # asyncio tasks each see their own.
 _override: ContextVar[Backend | None] = ContextVar("twinnn_backend_override", default=None)
 _configured: set[str] = set()  # backends whose device, precision and seed were applied
+# Serialises the first activation of a backend (two threads loading it at once would apply
+# its device, precision and seed twice) and seed() against it.
+_lock = threading.RLock()
 
 
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+    """A boolean environment variable: see the module docstring for the spellings."""
+    raw = os.environ.get(name)
+    value = "" if raw is None else raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ArgumentError(
+        f"{name} must be one of {', '.join(_TRUE)} (true) or {', '.join(_FALSE[:-1])} or empty "
+        f"(false), case-insensitive; got {raw!r}"
+    )
 
 
 def parse_device(spec: object, argument: str = "device") -> tuple[str, int | None]:
@@ -75,8 +103,12 @@ def parse_device(spec: object, argument: str = "device") -> tuple[str, int | Non
 
 
 def backend() -> str:
-    """The name of the current backend: ``"torch"`` or ``"tensorflow"``."""
+    """The name of the current backend: ``"torch"`` or ``"tensorflow"`` (the one
+    :func:`use_backend` chose in this thread, if any)."""
     global _selected
+    override = _override.get()
+    if override is not None:
+        return override.NAME
     if _selected is None:
         env = os.environ.get("TWINNN_BACKEND", "").strip()
         if env:
@@ -95,14 +127,20 @@ def backend() -> str:
 def _activate(name: str) -> Backend:
     """Load backend ``name``, applying the device, precision and seed settings on first load."""
     impl = _registry.load(name)
-    if name not in _configured:
-        impl.set_tf32(tf32_allowed())
-        if _seed is not None:
-            impl.seed(_seed)
-        spec = _device_spec if _device_spec is not None else os.environ.get("TWINNN_DEVICE", "auto")
-        argument = "set_device(device)" if _device_spec is not None else "TWINNN_DEVICE"
-        impl.set_device(*parse_device(spec or "auto", argument))
-        _configured.add(name)
+    if name in _configured:
+        return impl
+    with _lock:
+        if name not in _configured:
+            # Read and check every setting first: a bad one leaves the backend unconfigured.
+            tf32 = tf32_allowed()
+            spec = _device_spec if _device_spec is not None else os.environ.get("TWINNN_DEVICE")
+            argument = "set_device(device)" if _device_spec is not None else "TWINNN_DEVICE"
+            kind, index = parse_device(spec or "auto", argument)
+            impl.set_device(kind, index, argument)  # raises before changing the device
+            impl.set_tf32(tf32)
+            if _seed is not None:
+                impl.seed(_seed)
+            _configured.add(name)
     return impl
 
 
@@ -125,8 +163,9 @@ def is_current(impl: Backend) -> bool:
 def set_backend(name: str) -> str:
     """Switch the current backend at run time; returns its canonical name.
 
-    Objects already created keep the backend they were created with. The framework is
-    imported here; a backend whose framework is missing raises
+    Process-wide: every thread sees the change (except inside :func:`use_backend`). Objects
+    already created keep the backend they were created with. The framework is imported here;
+    a backend whose framework is missing raises
     :class:`~twinnn.errors.BackendNotInstalledError`.
     """
     global _selected
@@ -134,6 +173,20 @@ def set_backend(name: str) -> str:
     _activate(canonical)
     _selected = canonical
     return canonical
+
+
+@contextmanager
+def use_backend(name: str) -> Iterator[str]:
+    """Make backend ``name`` current in this thread (or asyncio task) inside the block.
+
+    ``with twinnn.use_backend("tf") as name:`` -- ``name`` is the canonical name. Unlike
+    :func:`set_backend` it changes nothing for other threads, so two threads can each build
+    and run models on their own backend at the same time. Blocks nest; on exit the previous
+    choice is back. Device, TF32 and seed settings stay process-wide.
+    """
+    canonical = _registry.canonical_name(name, "use_backend(name)")
+    with using(_activate(canonical)):
+        yield canonical
 
 
 @contextmanager
@@ -156,7 +209,7 @@ def set_device(spec: str) -> str:
     resolved device. Applies to the current backend and to backends loaded later."""
     global _device_spec
     kind, index = parse_device(spec, "set_device(device)")
-    resolved = current().set_device(kind, index)
+    resolved = current().set_device(kind, index, "set_device(device)")
     _device_spec = spec
     return resolved
 
@@ -167,34 +220,47 @@ def tf32_allowed() -> bool:
 
 
 def allow_tf32(enabled: bool = True) -> None:
-    """Allow TF32 on GPUs for speed. This gives up parity between the backends."""
+    """Allow TF32 on GPUs for speed (``enabled`` a bool). This gives up parity between the
+    backends. Process-wide, for every loaded backend and those loaded later."""
     global _tf32
-    _tf32 = bool(enabled)
-    for impl in _registry.loaded().values():
-        impl.set_tf32(_tf32)
+    check_bool(enabled, "allow_tf32(enabled)")
+    with _lock:
+        _tf32 = enabled
+        for impl in _registry.loaded().values():
+            impl.set_tf32(_tf32)
 
 
 def seed(value: int) -> None:
     """Seed twinnn's NumPy generator (all initialisers) and each framework's RNG.
 
-    The same seed gives bit-identical initial weights on both backends.
+    The same seed gives bit-identical initial weights on both backends. ``value`` is an int
+    with ``0 <= value < 2**63`` (what both frameworks accept); a refused value changes nothing.
+    Process-wide: it replaces the generator every thread draws from.
     """
     global _seed, _rng
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ArgumentTypeError(f"seed(value) must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ArgumentError(f"seed(value) must be >= 0, got {value}")
-    _seed = int(value)
-    _rng = np.random.default_rng(_seed)
-    for impl in _registry.loaded().values():
-        impl.seed(_seed)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ArgumentTypeError(f"seed(value) must be an int, got {type(value).__name__} {value!r}")
+    if not 0 <= value < SEED_LIMIT:
+        raise ArgumentError(f"seed(value) must be >= 0 and < 2**63, got {value}")
+    number = int(value)
+    rng = np.random.default_rng(number)
+    with _lock:
+        for impl in _registry.loaded().values():
+            impl.seed(number)
+        _seed, _rng = number, rng
 
 
 def generator() -> np.random.Generator:
-    """twinnn's NumPy generator, from which every initialiser draws."""
+    """twinnn's NumPy generator, from which every initialiser draws.
+
+    One per process, shared by all threads. Each draw is atomic (NumPy locks the generator),
+    so concurrent draws never corrupt it or repeat numbers, but when two threads initialise
+    layers at the same time, which thread gets which numbers depends on scheduling: build
+    models in one thread (or under your own lock) for reproducible weights.
+    """
     return _rng
 
 
 def eager_default() -> bool:
-    """``TWINNN_EAGER=1``: run steps eagerly on both backends."""
+    """``TWINNN_EAGER=1``: run steps eagerly on both backends (spellings as ``TWINNN_TF32``)."""
     return _env_flag("TWINNN_EAGER")

@@ -15,6 +15,7 @@ import numpy as np
 from twinnn import backends as _registry
 from twinnn import config
 from twinnn.backends.base import Backend, Param
+from twinnn.backends.host import as_array
 from twinnn.errors import BackendMismatchError, ModuleError, StateDictError, describe_shape
 
 __all__ = ["IncompatibleKeys", "Module", "ParameterList", "parameter"]
@@ -27,6 +28,8 @@ def parameter(value: Any) -> Param:
     kept, ``()`` for a scalar); assign the result to a Module attribute to register it.
     """
     impl = config.current()
+    if isinstance(value, (np.ndarray, np.generic, list, tuple, int, float)):
+        return impl.make_parameter(as_array(value, "parameter(value)", "float32"))
     return impl.make_parameter(impl.to_numpy(impl.convert_float(value, "parameter(value)")))
 
 

@@ -8,19 +8,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from twinnn.errors import BackendMismatchError, DeviceError, DTypeError
+from twinnn.backends.host import as_array
+from twinnn.errors import (
+    BackendMismatchError,
+    DeviceError,
+    DTypeError,
+    ShapeError,
+)
 
 NAME = "tensorflow"
-
-#: End of the message of a twinnn graph assertion (``tf.debugging.Assert``); its start is
-#: :func:`graph_check_tag`. A compiled step re-raises a failed one as the twinnn error class the
-#: tag names, with the text between the two (see trainer.py).
-GRAPH_CHECK_END = " ~twinnn"
-
-
-def graph_check_tag(error: str) -> str:
-    """Start of a graph assertion's message: ``twinnn[ShapeError]: `` for class ``error``."""
-    return f"twinnn[{error}]: "
 
 
 _device = "cpu"  # neutral name, "cpu" or "gpu:N"
@@ -35,7 +31,7 @@ def visible_gpus() -> list[str]:
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
 
-def set_device(kind: str, index: int | None) -> str:
+def set_device(kind: str, index: int | None, argument: str) -> str:
     """Resolve ``auto``/``cpu``/``gpu[:N]``; no silent CPU fallback."""
     global _device, _tf_device
     count = len(tf.config.list_physical_devices("GPU"))
@@ -45,7 +41,7 @@ def set_device(kind: str, index: int | None) -> str:
         wanted = 0 if index is None else index
         if wanted >= count:
             raise DeviceError(
-                f"TWINNN_DEVICE asks for gpu:{wanted} but tensorflow sees {count} GPU(s)"
+                f"{argument} asks for gpu:{wanted} but tensorflow sees {count} GPU(s)"
                 + (" (this is a CPU-only build)" if not tf.test.is_built_with_cuda() else "")
                 + "; use 'cpu' or 'auto'"
             )
@@ -82,29 +78,57 @@ def _framework_of(x: object) -> str:
     return type(x).__module__.split(".", 1)[0]
 
 
-def convert(x: object, name: str, dtype: str | None = None) -> Any:
-    if isinstance(x, (tf.Tensor, tf.Variable)):
-        if dtype is not None:
-            return tf.cast(x, dtype) if x.dtype.name != dtype else x
-        if x.dtype.is_floating and x.dtype != tf.float32:
-            raise DTypeError(
-                f"argument {name!r} must be float32, got a tensorflow tensor of dtype "
-                f"{x.dtype.name}; cast it with tf.cast(x, 'float32') "
-                "(twinnn does not change the dtype of native tensors silently)"
-            )
-        return x
+def _check_native(x: Any, name: str) -> None:
+    dtype = x.dtype
+    if not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+        raise DTypeError(
+            f"argument {name!r} must hold numbers or bools, got a tensorflow tensor of dtype "
+            f"{dtype.name}"
+        )
+
+
+def _check_float32(x: Any, name: str) -> None:
+    if x.dtype.is_floating and x.dtype != tf.float32:
+        raise DTypeError(
+            f"argument {name!r} must be float32, got a tensorflow tensor of dtype "
+            f"{x.dtype.name}; cast it with tf.cast(x, 'float32') "
+            "(twinnn does not change the dtype of native tensors silently)"
+        )
+
+
+def _refuse_other(x: object, name: str) -> None:
+    if isinstance(x, (tf.RaggedTensor, tf.SparseTensor)):
+        raise ShapeError(
+            f"argument {name!r} must be a dense tensor, got a {type(x).__name__}; "
+            "convert it with .to_tensor() or tf.sparse.to_dense"
+        )
     if _framework_of(x) in ("torch", "jax", "jaxlib"):
         raise BackendMismatchError(
             f"argument {name!r} is a {type(x).__module__}.{type(x).__name__}, but this object "
             "runs on the tensorflow backend; pass a NumPy array or a tf.Tensor"
         )
-    array = np.asarray(x)
-    if dtype is not None:
-        array = array.astype(dtype, copy=False)
-    elif array.dtype.kind == "f" or array.dtype.kind == "O":
-        array = array.astype(np.float32, copy=False)
-    elif array.dtype.kind not in "biu":
-        raise DTypeError(f"argument {name!r} must be numeric, got dtype {array.dtype}")
+
+
+def convert(x: object, name: str, dtype: str | None = None) -> Any:
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        _check_native(x, name)
+        if dtype is not None:
+            return tf.cast(x, dtype) if x.dtype.name != dtype else x
+        _check_float32(x, name)
+        return x
+    _refuse_other(x, name)
+    array = as_array(x, name, dtype)
+    with tf.device(_tf_device):
+        return tf.convert_to_tensor(array)
+
+
+def convert_float(x: object, name: str) -> Any:
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        _check_native(x, name)
+        _check_float32(x, name)
+        return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+    _refuse_other(x, name)
+    array = as_array(x, name, "float32")
     with tf.device(_tf_device):
         return tf.convert_to_tensor(array)
 

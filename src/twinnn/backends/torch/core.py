@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from twinnn.errors import BackendMismatchError, DeviceError, DTypeError
+from twinnn.backends.host import as_array
+from twinnn.errors import (
+    BackendMismatchError,
+    DeviceError,
+    DTypeError,
+    ShapeError,
+)
 
 NAME = "torch"
 
@@ -25,7 +31,7 @@ def visible_gpus() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
-def set_device(kind: str, index: int | None) -> str:
+def set_device(kind: str, index: int | None, argument: str) -> str:
     """Resolve ``auto``/``cpu``/``gpu[:N]`` to a ``torch.device``; no silent CPU fallback."""
     global _device
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -35,7 +41,7 @@ def set_device(kind: str, index: int | None) -> str:
         wanted = 0 if index is None else index
         if wanted >= count:
             raise DeviceError(
-                f"TWINNN_DEVICE asks for gpu:{wanted} but torch sees {count} GPU(s)"
+                f"{argument} asks for gpu:{wanted} but torch sees {count} GPU(s)"
                 + (" (this torch build has no CUDA)" if torch.version.cuda is None else "")
                 + "; use 'cpu' or 'auto'"
             )
@@ -68,30 +74,67 @@ def _framework_of(x: object) -> str:
     return type(x).__module__.split(".", 1)[0]
 
 
-def convert(x: object, name: str, dtype: str | None = None) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        if dtype is not None:
-            return x.to(device=_device, dtype=getattr(torch, dtype))
-        if x.is_floating_point() and x.dtype != torch.float32:
-            raise DTypeError(
-                f"argument {name!r} must be float32, got a torch tensor of dtype "
-                f"{str(x.dtype).removeprefix('torch.')}; cast it with .float() "
-                "(twinnn does not change the dtype of native tensors silently)"
-            )
-        return x if x.device == _device else x.to(_device)
+_NUMERIC = frozenset(
+    {
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+    }
+)
+
+
+def _check_native(x: torch.Tensor, name: str) -> None:
+    if x.is_complex() or x.dtype not in _NUMERIC:
+        raise DTypeError(
+            f"argument {name!r} must hold numbers or bools, got a torch tensor of dtype "
+            f"{dtype_name(x)}"
+        )
+    if x.is_nested:
+        raise ShapeError(f"argument {name!r} must be a dense tensor, got a nested (ragged) one")
+
+
+def _check_float32(x: torch.Tensor, name: str) -> None:
+    if x.is_floating_point() and x.dtype != torch.float32:
+        raise DTypeError(
+            f"argument {name!r} must be float32, got a torch tensor of dtype "
+            f"{dtype_name(x)}; cast it with .float() "
+            "(twinnn does not change the dtype of native tensors silently)"
+        )
+
+
+def _refuse_foreign(x: object, name: str) -> None:
     if _framework_of(x) in ("tensorflow", "keras", "jax", "jaxlib"):
         raise BackendMismatchError(
             f"argument {name!r} is a {type(x).__module__}.{type(x).__name__}, but this object "
             "runs on the torch backend; pass a NumPy array or a torch tensor"
         )
-    array = np.asarray(x)
-    if dtype is not None:
-        array = array.astype(dtype, copy=False)
-    elif array.dtype.kind == "f" or array.dtype.kind == "O":
-        array = array.astype(np.float32, copy=False)
-    elif array.dtype.kind not in "biu":
-        raise DTypeError(f"argument {name!r} must be numeric, got dtype {array.dtype}")
-    return torch.as_tensor(array, device=_device)
+
+
+def convert(x: object, name: str, dtype: str | None = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        _check_native(x, name)
+        if dtype is not None:
+            return x.to(device=_device, dtype=getattr(torch, dtype))
+        _check_float32(x, name)
+        return x if x.device == _device else x.to(_device)
+    _refuse_foreign(x, name)
+    return torch.as_tensor(as_array(x, name, dtype), device=_device)
+
+
+def convert_float(x: object, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        _check_native(x, name)
+        _check_float32(x, name)
+        return x.to(device=_device, dtype=torch.float32)  # no-op when already there
+    _refuse_foreign(x, name)
+    return torch.as_tensor(as_array(x, name, "float32"), device=_device)
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -112,8 +155,9 @@ def dtype_name(x: Any) -> str:
 
 
 def make_parameter(value: np.ndarray) -> torch.nn.Parameter:
-    data = torch.as_tensor(np.ascontiguousarray(value, dtype=np.float32), device=_device)
-    return torch.nn.Parameter(data.clone())
+    # np.array(order="C") copies and keeps 0-d shapes (np.ascontiguousarray makes them 1-d).
+    data = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))
+    return torch.nn.Parameter(data.to(_device))
 
 
 def is_parameter(x: object) -> bool:
