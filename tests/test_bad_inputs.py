@@ -474,3 +474,15 @@ def test_fit_stops_on_a_non_finite_loss(backend: str) -> None:
 
 def test_no_backend_state_leaks() -> None:
     assert config._override.get() is None
+
+
+def test_info_lists_a_bad_env_flag_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from twinnn.cli import main
+
+    monkeypatch.setenv("TWINNN_EAGER", "ture")
+    assert main(["info", "--no-import"]) == 1
+    out, err = capsys.readouterr()
+    assert "eager steps: error (below)" in out
+    assert err.count("TWINNN_EAGER must be one of") == 1

@@ -102,10 +102,15 @@ def _collect_info(load_frameworks: bool) -> dict[str, Any]:
             except TwinnnError as exc:
                 info["errors"].append(str(exc))
     info["gpus"] = gpus
-    info["tf32_allowed"] = config.tf32_allowed()
-    info["eager"] = config.eager_default()
+    for key, read in (("tf32_allowed", config.tf32_allowed), ("eager", config.eager_default)):
+        try:
+            info[key] = read()
+        except TwinnnError as exc:  # a bad TWINNN_TF32 / TWINNN_EAGER spelling
+            info[key] = None
+            info["errors"].append(str(exc))
     names = sorted({*_KNOWN_TWINNN_ENV, *(k for k in os.environ if k.startswith("TWINNN_"))})
     info["env"] = {k: os.environ.get(k) for k in [*names, *_RELATED_ENV]}
+    info["errors"] = list(dict.fromkeys(info["errors"]))  # one env error can surface twice
     return info
 
 
@@ -123,9 +128,12 @@ def _print_info(info: dict[str, Any]) -> None:
     print(f"selected backend: {info['selected_backend'] or 'none'} ({source})")
     device = info["device"] or ("error (below)" if info["errors"] else "not resolved (--no-import)")
     print(f"device: {device} (TWINNN_DEVICE={os.environ.get('TWINNN_DEVICE') or 'auto'})")
-    tf32 = "ALLOWED (gives up parity)" if info["tf32_allowed"] else "off"
+    tf32 = {True: "ALLOWED (gives up parity)", False: "off", None: "error (below)"}[
+        info["tf32_allowed"]
+    ]
     print(f"precision: float32, TF32 on GPUs {tf32} (TWINNN_TF32)")
-    print(f"eager steps: {'on' if info['eager'] else 'off'} (TWINNN_EAGER)")
+    eager = {True: "on", False: "off", None: "error (below)"}[info["eager"]]
+    print(f"eager steps: {eager} (TWINNN_EAGER)")
     print("environment:")
     for key, value in info["env"].items():
         print(f"  {key}={value}" if value is not None else f"  {key} (unset)")
