@@ -30,7 +30,8 @@ import numpy as np
 
 import twinnn
 from twinnn import config
-from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, TwinnnError
+from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError
+from twinnn.layers import LSTM
 from twinnn.module import Module
 
 __all__ = ["from_keras", "from_torch", "to_keras", "to_torch"]
@@ -69,14 +70,6 @@ def float32(value: Any, what: str) -> np.ndarray:
             f"must be exact: cast the native layer to float32 first"
         )
     return array
-
-
-def lstm_class() -> type[Module]:
-    """``twinnn.LSTM``, with a clear error where this twinnn has none."""
-    cls = getattr(twinnn, "LSTM", None)
-    if cls is None:
-        raise TwinnnError("this twinnn has no LSTM layer (twinnn.LSTM is missing)")
-    return cls  # type: ignore[no-any-return]
 
 
 def build(cls: type[Module], args: tuple[Any, ...], state: Mapping[str, np.ndarray]) -> Module:
@@ -120,7 +113,7 @@ class LSTMSpec:
     def make(self, state: Mapping[str, np.ndarray]) -> Module:
         """A twinnn LSTM of these sizes on the current backend holding ``state``."""
         args = (self.input_size, self.hidden_size, self.num_layers, self.bidirectional)
-        return build(lstm_class(), args, state)
+        return build(LSTM, args, state)
 
 
 def lstm_spec(model: Module) -> LSTMSpec:
