@@ -360,3 +360,21 @@ def test_compare_timeout_is_a_failure(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "FAILED on torch: the script timed out" in proc.stdout
     assert "tensorflow" in proc.stdout and "TIMED OUT" in proc.stdout
+
+
+def test_show_output_prints_the_last_200_lines_of_each_run(tmp_path: Path) -> None:
+    """docs/cli.md: ``--show-output`` prints each run's standard output, its last 200 lines
+    (``--sequential`` runs the backends one after the other; the script imports no framework)."""
+    _needs_both()
+    script = tmp_path / "chatty.py"
+    script.write_text(
+        "import os, twinnn\n"
+        "for i in range(300):\n"
+        "    print(os.environ['TWINNN_BACKEND'], 'line', i)\n"
+        "twinnn.report(step=0, loss=1.0)\n"
+    )
+    proc = _twinnn("compare", "--show-output", "--sequential", str(script))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for backend in ("torch", "tensorflow"):
+        shown = re.findall(rf"^{backend} line (\d+)$", proc.stdout, re.MULTILINE)
+        assert [int(i) for i in shown] == list(range(100, 300)), backend

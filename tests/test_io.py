@@ -1,4 +1,5 @@
-"""Checkpoints: round trips, resume across backends, bad files, no unpickling, atomic writes."""
+"""Checkpoints: round trips, every header length, resume across backends, bad and hostile files,
+no unpickling, the optimiser-of-the-model check, atomic writes, cleanup of stale temporaries."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pickle
 import re
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import safetensors.numpy
 import twinnn
 from twinnn import io as tio
 from twinnn.backends import installed_frameworks
-from twinnn.errors import ArgumentTypeError, CheckpointError, StateDictError
+from twinnn.errors import ArgumentError, ArgumentTypeError, CheckpointError, StateDictError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "twinnn"
 
@@ -167,6 +169,57 @@ def test_overwrite_and_symlink(backend: str, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.safetensors", "real.safetensors"]
 
 
+# --- every header length loads --------------------------------------------------------------------
+def test_header_length_128_mod_256_is_not_taken_for_a_pickle(backend: str, tmp_path: Path) -> None:
+    """Regression: byte 0 of a safetensors file is the low byte of its header length; for these
+    files (under torch) it is 0x80, a pickle's first byte, and load refused them."""
+    path = tmp_path / "small.safetensors"
+    first_bytes = set()
+    for n in range(1, 10):
+        model = twinnn.Linear(n, 1)
+        opt = twinnn.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        twinnn.save(path, model, opt)
+        first_bytes.add(path.read_bytes()[0])
+        saved = _snapshot(model, opt)
+        model.load_state_dict({k: v + 1 for k, v in saved[0].items()})
+        assert twinnn.load(path, model, opt) == {}
+        _assert_same(saved, _snapshot(model, opt))
+    if backend == "torch":
+        assert first_bytes == {0x80}
+    # cut short, such a file is reported as truncated, not as a pickle
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="header length field says") as info:
+        tio.read(path)
+    assert "pickle" not in str(info.value)
+
+
+def test_every_header_length_mod_256_loads(backend: str, tmp_path: Path) -> None:
+    model = twinnn.Linear(2, 1)
+    opt = twinnn.SGD(model, lr=0.1, momentum=0.9)
+    saved = _snapshot(model, opt)
+    path = tmp_path / "c.safetensors"
+    # twinnn.save (safetensors) pads the header to a multiple of 8: 32 residues, 8 bytes apart
+    lows = set()
+    for extra in range(0, 256, 8):
+        twinnn.save(path, model, opt, metadata={"pad": "x" * extra})
+        lows.add(path.read_bytes()[0])
+        assert twinnn.load(path, model, opt) == {"pad": "x" * extra}
+    assert len(lows) == 32
+    # other writers need not pad: the same file with an unpadded header of every length mod 256
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header, body = json.loads(data[8 : 8 + size]), data[8 + size :]
+    lows = set()
+    for extra in range(256):
+        header["__metadata__"]["user.pad"] = "x" * extra
+        text = json.dumps(header, separators=(",", ":")).encode()
+        path.write_bytes(len(text).to_bytes(8, "little") + text + body)
+        lows.add(len(text) % 256)
+        assert twinnn.load(path, model, opt) == {"pad": "x" * extra}
+        _assert_same(saved, _snapshot(model, opt))
+    assert lows == set(range(256))
+
+
 # --- across backends, in fresh processes ----------------------------------------------------------
 WORKER = r"""
 import json, sys
@@ -310,6 +363,26 @@ def test_torch_pickle_is_refused_without_unpickling(
     _assert_same(before, _snapshot(model, opt))
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"PK\x03\x04" + bytes(60), ("zip archive", "torch.save", "pickle")),
+        (pickle.dumps({"w": [1.0, 2.0]}, protocol=2), ("a pickle",)),
+        (b"\x89HDF\r\n\x1a\n" + bytes(60), ("HDF5", "Keras")),
+        (b"\x93NUMPY\x01\x00v\x00" + bytes(60), ("NumPy",)),
+        (b"\x1f\x8b\x08\x00" + bytes(60), ("gzip",)),
+    ],
+)
+def test_foreign_formats_are_named(
+    victim: Any, tmp_path: Path, content: bytes, words: tuple[str, ...]
+) -> None:
+    model, opt, _, before = victim
+    bad = tmp_path / "foreign.bin"
+    bad.write_bytes(content)
+    _expect_error(bad, model, opt, "must be a safetensors file", "never unpickles", *words)
+    _assert_same(before, _snapshot(model, opt))
+
+
 def test_good_file_loads_with_pickle_disabled(victim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     model, opt, good, _ = victim
 
@@ -362,7 +435,8 @@ def test_no_source_path_unpickles() -> None:
 def test_file_of_another_model(victim: Any, tmp_path: Path) -> None:
     model, opt, _, before = victim
     other = tmp_path / "other.safetensors"
-    twinnn.save(other, Net(hidden=5), twinnn.SGD(Net(hidden=5), lr=0.1, momentum=0.9))
+    smaller = Net(hidden=5)
+    twinnn.save(other, smaller, twinnn.SGD(smaller, lr=0.1, momentum=0.9))
     _expect_error(other, model, opt, "'hidden.weight'", "(4, 5)", "(4, 8)")
     renamed = tmp_path / "renamed.safetensors"
     twinnn.save(renamed, twinnn.Linear(4, 8))
@@ -393,6 +467,15 @@ def test_failure_while_applying_the_optimizer_rolls_the_model_back(
     with pytest.raises(CheckpointError, match="simulated failure"):
         twinnn.load(good, model, opt)
     _assert_same(before, _snapshot(model, opt))
+
+
+def _sgd_spec(**changes: str) -> str:
+    """The victim's ``twinnn.optimizer`` metadata with some values replaced by raw JSON text."""
+    values = {"lr": "0.05", "momentum": "0.9", "nesterov": "false", "weight_decay": "0.001"}
+    values.update(changes)
+    names = '["hidden.weight", "hidden.bias", "head.weight", "head.bias"]'
+    fields = ", ".join(f'"{k}": {v}' for k, v in values.items())
+    return f'{{"type": "SGD", {fields}, "parameters": {names}}}'
 
 
 def _rewrite(good: Path, bad: Path, **changes: str | None) -> None:
@@ -431,6 +514,18 @@ def test_newer_format_is_refused(victim: Any, tmp_path: Path) -> None:
         ({"twinnn__parameters": '[["head.bias", [4]]]'}, ("'model/head.bias'", "(4,)")),
         ({"twinnn__parameters": '[["extra", [3]]]'}, ("'model/extra'", "missing")),
         ({"twinnn__optimizer": '{"type": "Adam"}'}, ("twinnn.optimizer",)),
+        # str.isdigit() accepts both; int() raises for "²" and reads Arabic-Indic one as 1
+        ({"twinnn__format_version": "²"}, ("format_version", "ASCII digits", "'²'")),
+        ({"twinnn__format_version": "\u0661"}, ("format_version", "ASCII digits")),
+        ({"twinnn__format_version": "1\n"}, ("format_version",)),
+        ({"twinnn__format_version": "0"}, ("format_version",)),
+        ({"twinnn__format_version": "9" * 5000}, ("format_version",)),  # int() refuses 5000 digits
+        ({"twinnn__parameters": "[" * 100_000 + "]" * 100_000}, ("twinnn.parameters", "JSON")),
+        ({"twinnn__optimizer": "[" * 100_000}, ("twinnn.optimizer", "JSON")),
+        ({"twinnn__optimizer": _sgd_spec(lr="NaN")}, ("twinnn.optimizer", "valid SGD state")),
+        ({"twinnn__optimizer": _sgd_spec(lr="-0.1")}, ("twinnn.optimizer", "valid SGD state")),
+        ({"twinnn__optimizer": _sgd_spec(momentum="1.0")}, ("twinnn.optimizer",)),
+        ({"twinnn__optimizer": _sgd_spec(weight_decay="Infinity")}, ("twinnn.optimizer",)),
     ],
 )
 def test_inconsistent_metadata(
@@ -464,6 +559,75 @@ def test_foreign_safetensors_file(victim: Any, tmp_path: Path) -> None:
     bad = tmp_path / "hf.safetensors"
     bad.write_bytes(safetensors.numpy.save({"weight": np.zeros((4, 8), np.float32)}))
     _expect_error(bad, model, opt, "not a twinnn checkpoint")
+    _assert_same(before, _snapshot(model, opt))
+
+
+@pytest.mark.parametrize("depth", [200, 100_000])
+def test_deeply_nested_header_is_refused(victim: Any, tmp_path: Path, depth: int) -> None:
+    """json raises RecursionError past Python's recursion limit; safetensors refuses > 128."""
+    model, opt, _, before = victim
+    meta = b'{"__metadata__": {"twinnn.format_version": "1"}, "a": '
+    text = meta + b"[" * depth + b"]" * depth + b"}"
+    bad = tmp_path / "deep.safetensors"
+    bad.write_bytes(len(text).to_bytes(8, "little") + text)
+    _expect_error(bad, model, opt, "corrupt")
+    _assert_same(before, _snapshot(model, opt))
+
+
+@pytest.mark.parametrize("claimed", [2**64 - 1, tio._HEADER_LIMIT + 1, tio._HEADER_LIMIT])
+def test_huge_header_length_allocates_nothing(victim: Any, tmp_path: Path, claimed: int) -> None:
+    model, opt, _, before = victim
+    bad = tmp_path / "huge.safetensors"
+    bad.write_bytes(claimed.to_bytes(8, "little") + b'{"__metadata__": {}}' + bytes(100))
+    tracemalloc.start()
+    try:
+        _expect_error(bad, model, opt, "header length field says", str(claimed))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    _assert_same(before, _snapshot(model, opt))
+
+
+READ_IN_A_BOX = r"""
+import os, resource, sys
+from twinnn import io
+if os.path.exists("/proc/self/statm"):  # then 1 GiB more at most: a read must not run forever
+    used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = used + (1 << 30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard < 0 else min(limit, hard), hard))
+try:
+    io.read(sys.argv[1])
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX special files")
+@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/null", "fifo", "directory"])
+def test_non_regular_files_are_refused_before_reading(
+    victim: Any, tmp_path: Path, kind: str
+) -> None:
+    model, opt, _, before = victim
+    path = tmp_path / "ckpt.safetensors"
+    if kind.startswith("/dev/"):
+        if not os.path.exists(kind):
+            pytest.skip(f"no {kind}")
+        path.symlink_to(kind)  # a symlink to an endless device
+        words: tuple[str, ...] = ("got a character device",)
+    elif kind == "fifo":
+        os.mkfifo(path)  # no writer: a plain open() blocks
+        words = ("got a FIFO",)
+    else:
+        path.mkdir()
+        words = ("got a directory",)
+    # first in a child with a time and memory limit, in case it blocks or reads forever
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_IN_A_BOX, str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.stdout.startswith("CheckpointError"), proc.stdout + proc.stderr[-2000:]
+    _expect_error(path, model, opt, "must be a regular file", *words)
     _assert_same(before, _snapshot(model, opt))
 
 
@@ -529,6 +693,104 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(
     assert path.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
     assert twinnn.load(path, model) == {"v": "old"}
+
+
+def test_optimizer_of_another_model_is_refused(backend: str, tmp_path: Path) -> None:
+    model_a, model_b = Net(), Net()
+    opt_b = twinnn.SGD(model_b, lr=0.1, momentum=0.9)
+    path = tmp_path / "c.safetensors"
+    match = r"(save|load)\(optimizer\) must update parameters of the model \(Net\).*another model"
+    with pytest.raises(ArgumentError, match=match.replace("(save|load)", "save")):
+        twinnn.save(path, model_a, opt_b)
+    assert list(tmp_path.iterdir()) == []
+    twinnn.save(path, model_b, opt_b)
+    twinnn.seed(3)
+    model_a = Net()
+    before_a, before_b = _snapshot(model_a, opt_b), _snapshot(model_b, opt_b)
+    with pytest.raises(ArgumentError, match=match.replace("(save|load)", "load")):
+        twinnn.load(path, model_a, opt_b)
+    _assert_same(before_a, _snapshot(model_a, opt_b))
+    _assert_same(before_b, _snapshot(model_b, opt_b))
+    # an optimiser over some of the model's parameters is the model's
+    head_only = twinnn.SGD(model_a.named_parameters()[2:], lr=0.1, momentum=0.9)
+    twinnn.save(path, model_a, head_only)
+    twinnn.load(path, model_a, head_only)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="twinnn does not check pids on Windows")
+def test_save_removes_temporaries_of_dead_processes_only(backend: str, tmp_path: Path) -> None:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = finished.pid  # reaped: no process has this pid any more
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    name = "ckpt.safetensors"
+    stale = [f".{name}.{dead}.0123abcd.tmp", f".{name}.{dead}.ffffffff.tmp"]
+    kept = [
+        f".{name}.{alive.pid}.0123abcd.tmp",  # a live process may still be writing it
+        f".{name}.{os.getpid()}.0123abcd.tmp",  # so may another thread of this process
+        f".{name}.{dead}.0123ABCD.tmp",  # below: not the exact pattern, never touched
+        f".{name}.{dead}.0123abc.tmp",
+        f".{name}.{dead}.0123abcd.tmp.bak",
+        f".{name}.{dead}x.0123abcd.tmp",
+        f".{name}.²{dead}.0123abcd.tmp",
+        f".{name}.0.0123abcd.tmp",
+        f"{name}.{dead}.0123abcd.tmp",
+        f".other.safetensors.{dead}.0123abcd.tmp",  # another checkpoint's
+        "notes.txt",
+    ]
+    try:
+        for entry in stale + kept:
+            (tmp_path / entry).write_bytes(b"partial")
+        (tmp_path / f".{name}.{dead}.89abcdef.tmp").mkdir()  # matches, but is no file
+        kept.append(f".{name}.{dead}.89abcdef.tmp")
+        twinnn.save(tmp_path / name, Net())
+    finally:
+        alive.kill()
+        alive.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, *kept])
+    assert all((tmp_path / entry).read_bytes() == b"partial" for entry in kept[:-1])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows cannot open a folder to fsync it")
+def test_the_folder_is_fsynced_after_the_rename(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the folder's fsync, a power cut after save returns can undo the rename."""
+    model = Net()
+    path = tmp_path / "c.safetensors"
+    events: list[tuple[Any, ...]] = []
+    real_open, real_fsync, real_replace = os.open, os.fsync, os.replace
+
+    def record_open(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(file, flags, *args, **kwargs)
+        events.append(("open", os.fspath(file), fd))
+        return fd
+
+    def record_fsync(fd: int) -> None:
+        events.append(("fsync", fd))
+        real_fsync(fd)
+
+    def record_replace(src: Any, dst: Any) -> None:
+        events.append(("replace", os.fspath(src), os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(tio.os, "open", record_open)
+    monkeypatch.setattr(tio.os, "fsync", record_fsync)
+    monkeypatch.setattr(tio.os, "replace", record_replace)
+    twinnn.save(path, model)
+    monkeypatch.undo()
+    replaced = next(i for i, e in enumerate(events) if e[0] == "replace")
+    temporary = events[replaced][1]
+    assert events[replaced][2] == os.path.realpath(path)
+    before, after = events[:replaced], events[replaced + 1 :]
+    # the data reached the disk before the rename ...
+    assert any(e[0] == "open" and e[1] == temporary for e in before), events
+    file_fd = next(e[2] for e in before if e[0] == "open" and e[1] == temporary)
+    assert ("fsync", file_fd) in before, events
+    # ... and the folder, holding the rename, after it
+    folder = os.path.realpath(tmp_path)
+    folder_fds = [e[2] for e in after if e[0] == "open" and e[1] == folder]
+    assert any(("fsync", fd) in after for fd in folder_fds), events
 
 
 def test_missing_folder_names_the_path(backend: str, tmp_path: Path) -> None:

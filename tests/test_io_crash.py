@@ -6,6 +6,8 @@ kills it with SIGKILL after a random delay (every other round: a random moment a
 temporary file appeared, so that many kills land inside the write itself) and checks that the
 file on disk is complete: it reads, loads, and every tensor holds the one value its metadata
 names, which is either the version on disk before the child started or one the child wrote.
+The temporary files the killed children leave are not deleted by the test: the next save
+removes them.
 """
 
 from __future__ import annotations
@@ -55,8 +57,13 @@ started = time.perf_counter()
 save(0)
 save_seconds = time.perf_counter() - started
 rng = random.Random(seed)
-folder = os.path.dirname(path)
+folder, name = os.path.split(path)
 report = {"save_seconds": save_seconds, "rounds": [], "problems": []}
+
+def temporaries(pid=""):
+    return {f for f in os.listdir(folder) if f.startswith(f".{name}.{pid}") and f.endswith(".tmp")}
+
+previous = set()
 on_disk, next_version = 0, 1
 for r in range(rounds):
     read_end, write_end = os.pipe()
@@ -74,14 +81,12 @@ for r in range(rounds):
     time.sleep(rng.uniform(0.0, 5.0 * save_seconds))
     if r % 2:  # then wait for a temporary file, so that many kills land inside the write itself
         deadline = time.perf_counter() + 5.0
-        while time.perf_counter() < deadline and not any(
-            f.endswith(".tmp") for f in os.listdir(folder)
-        ):
+        while time.perf_counter() < deadline and not temporaries(f"{pid}."):
             time.sleep(0.0002)
         time.sleep(rng.uniform(0.0, 0.005))
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    leftovers = [f for f in os.listdir(folder) if f.endswith(".tmp")]
+    leftovers = temporaries()
     try:
         ckpt = tio.read(path)
         version = int(ckpt.metadata["version"])
@@ -97,10 +102,17 @@ for r in range(rounds):
     except Exception as exc:
         report["problems"].append(f"round {r}: {type(exc).__name__}: {exc}")
         version = on_disk
-    report["rounds"].append({"version": version, "killed_mid_write": bool(leftovers)})
-    for f in leftovers:
-        os.unlink(os.path.join(folder, f))
+    report["rounds"].append(
+        {
+            "version": version,
+            "killed_mid_write": bool(temporaries(f"{pid}.")),
+            "cleaned": len(previous - leftovers),  # earlier kills' files this child removed
+        }
+    )
+    previous = leftovers
     on_disk, next_version = version, max(version, next_version) + 1000
+save(next_version)  # a save after the kills removes every temporary file they left
+report["final"] = {"version": next_version, "temporaries": sorted(temporaries())}
 print(json.dumps(report))
 """
 
@@ -126,7 +138,10 @@ def test_sigkill_during_save_leaves_a_complete_checkpoint(tmp_path: Path) -> Non
     # the kills landed at interesting moments: some mid-write, and new versions got through
     assert sum(r["killed_mid_write"] for r in rounds) >= ROUNDS // 4, rounds
     assert len({r["version"] for r in rounds}) >= ROUNDS // 4, rounds
+    # nobody deleted the killed saves' temporary files: the next saves did, all of them
+    assert sum(r["cleaned"] for r in rounds) >= ROUNDS // 8, rounds
+    assert report["final"]["temporaries"] == []
     # and the last file is a checkpoint this process reads too, with no framework at all
-    assert tio.read(path).metadata["version"] == str(rounds[-1]["version"])
+    assert tio.read(path).metadata["version"] == str(report["final"]["version"])
     assert path.stat().st_size > 8_000_000
     assert twinnn.io.FORMAT_VERSION == 1

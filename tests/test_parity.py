@@ -101,5 +101,6 @@ def test_example_script_prints_same_losses(both_backends: list[str]) -> None:
             [float(line.split()[-1]) for line in proc.stdout.splitlines() if "loss" in line]
         )
     assert len(outputs[0]) == 11
-    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5)
+    # printed with 6 decimals: the same to one unit of the last digit (README.md)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1.01e-6)
     assert outputs[0][-1] < outputs[0][0]
