@@ -286,3 +286,22 @@ def test_xla_step_traces_once_per_input_shape(backend: str, seq: bool) -> None:
 @pytest.mark.backends("tensorflow")
 def test_xla_step_matches_the_default_step(backend: str) -> None:
     np.testing.assert_allclose(_linear_losses(jit=True), _linear_losses(jit=False), rtol=1e-6)
+
+
+@pytest.mark.backends("torch")
+def test_torch_jit_step_is_one_graph_without_breaks(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward and loss of a ``jit=True`` step compile into one graph: twinnn's own code
+    on the path (backend selection, argument and shape checks) causes no graph break (a
+    ``ContextVar.get`` in it did, which made Dynamo fall back to eager for the whole loss)."""
+    import torch._dynamo
+
+    counter = _count_torch_compiles(monkeypatch)
+    torch._dynamo.utils.counters.clear()
+    model = tn.Linear(4, 1)
+    step = tn.train_step(model, tn.mse_loss, tn.SGD(model, lr=0.01), jit=True)
+    for x, y in _batches([8, 5, 16], False):
+        step(x, y)
+    assert counter.frame_count == 1
+    assert dict(torch._dynamo.utils.counters["graph_break"]) == {}

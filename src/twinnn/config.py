@@ -69,6 +69,11 @@ _rng: np.random.Generator = np.random.default_rng()
 # Set while a Module created on another backend runs its forward; a ContextVar, so threads and
 # asyncio tasks each see their own.
 _override: ContextVar[Backend | None] = ContextVar("twinnn_backend_override", default=None)
+# How many `using` blocks are open in the whole process. While none is, the override is not
+# read at all: torch.compile cannot trace ContextVar.get (a graph break per Module call), and
+# the common case -- every model on the selected backend -- never needs it.
+_overrides_open = 0
+_overrides_lock = threading.Lock()
 _configured: set[str] = set()  # backends whose device, precision and seed were applied
 # Serialises the first activation of a backend (two threads loading it at once would apply
 # its device, precision and seed twice) and seed() against it.
@@ -106,7 +111,7 @@ def backend() -> str:
     """The name of the current backend: ``"torch"`` or ``"tensorflow"`` (the one
     :func:`use_backend` chose in this thread, if any)."""
     global _selected
-    override = _override.get()
+    override = _override.get() if _overrides_open else None
     if override is not None:
         return override.NAME
     if _selected is None:
@@ -146,7 +151,7 @@ def _activate(name: str) -> Backend:
 
 def current() -> Backend:
     """The backend implementation in use (a Module's own while its ``forward`` runs)."""
-    override = _override.get()
+    override = _override.get() if _overrides_open else None
     if override is not None:
         return override
     return _activate(backend())
@@ -154,7 +159,7 @@ def current() -> Backend:
 
 def is_current(impl: Backend) -> bool:
     """Whether ``impl`` is what :func:`current` returns (cheap: no loading, no env reads)."""
-    override = _override.get()
+    override = _override.get() if _overrides_open else None
     if override is not None:
         return override is impl
     return _selected == impl.NAME
@@ -192,11 +197,16 @@ def use_backend(name: str) -> Iterator[str]:
 @contextmanager
 def using(impl: Backend) -> Iterator[None]:
     """Make ``impl`` the current backend inside the block (used by ``Module.__call__``)."""
+    global _overrides_open
+    with _overrides_lock:
+        _overrides_open += 1
     token = _override.set(impl)
     try:
         yield
     finally:
         _override.reset(token)
+        with _overrides_lock:
+            _overrides_open -= 1
 
 
 def device() -> str:

@@ -23,20 +23,34 @@ previous checkpoint or the new one, never a mix. Loading reads and checks the wh
 the optimiser. Nothing in the file is ever executed or unpickled: safetensors is a JSON header
 plus raw little-endian arrays.
 
+Before writing, ``save`` also removes the ``.<name>.<pid>.<hex>.tmp`` files that a save killed
+mid-write left next to the same target, when their process is gone.
+
+Reading is defensive, because a checkpoint may come from anywhere: only a regular file is read
+(a FIFO or ``/dev/zero`` behind a symlink would block or never end), and no more than the size
+``fstat`` reported; the file is recognised as safetensors by its own structure before any
+foreign signature (zip, pickle, HDF5, ...) is looked for, since byte 0 of a safetensors file is
+the low byte of its header length and can take any value; malformed JSON, however deeply
+nested, and out-of-range settings are refused.
+
 File-system errors (``FileNotFoundError``, ``PermissionError``, a full disk) propagate as the
-usual :class:`OSError`; every problem with the file's *contents* is a
-:class:`~twinnn.errors.CheckpointError` naming the path.
+usual :class:`OSError`; every problem with the file's *contents* (or a path that is not a regular
+file) is a :class:`~twinnn.errors.CheckpointError` naming the path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import reprlib
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import safetensors.numpy
@@ -98,6 +112,12 @@ def save(
         optimizer: a :class:`twinnn.SGD`; its hyper-parameters and momentum buffers (by
             parameter name) are saved too.
         metadata: extra ``{str: str}`` entries (an epoch, a git hash), returned by :func:`load`.
+
+    Raises:
+        ArgumentError: ``optimizer`` updates parameters that are not ``model``'s (an optimiser
+            built for another model: its state would be saved under the wrong names).
+        ArgumentTypeError: an argument of the wrong type.
+        OSError: the file cannot be written; ``path`` then still holds its previous contents.
     """
     target = _check_path(path, "save(path)")
     _check_model_and_optimizer("save", model, optimizer)
@@ -132,6 +152,8 @@ def save(
 
 
 def _check_model_and_optimizer(function: str, model: object, optimizer: object) -> None:
+    """Types first, then that ``optimizer`` belongs to ``model``: checked before any file is
+    touched, so a mix-up (``save(path, model_a, optimizer_of_b)``) changes nothing."""
     if not isinstance(model, Module):
         raise ArgumentTypeError(
             f"{function}(model) must be a twinnn.Module, got {type(model).__name__}"
@@ -140,6 +162,8 @@ def _check_model_and_optimizer(function: str, model: object, optimizer: object) 
         raise ArgumentTypeError(
             f"{function}(optimizer) must be a twinnn.SGD or None, got {type(optimizer).__name__}"
         )
+    if optimizer is not None:
+        optimizer.check_params_of(model, function)
 
 
 def _check_path(path: object, argument: str) -> str:
@@ -178,10 +202,12 @@ def _atomic_write(path: str, data: bytes) -> None:
     system) is written, flushed and fsynced, then :func:`os.replace`-d over ``path``; the
     folder is fsynced so the rename itself survives a power cut. On any failure the
     temporary file is removed and ``path`` is untouched. A process killed with SIGKILL
-    mid-write can leave a ``.<name>.<pid>.<hex>.tmp`` file behind; it never shadows ``path``.
+    mid-write can leave a ``.<name>.<pid>.<hex>.tmp`` file behind; it never shadows ``path``,
+    and the next save to ``path`` removes it (:func:`_remove_stale_temporaries`).
     """
     real = os.path.realpath(path)  # write through a symlink rather than replacing it
     folder, name = os.path.split(real)
+    _remove_stale_temporaries(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -198,6 +224,51 @@ def _atomic_write(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _temporary_pattern(name: str) -> re.Pattern[str]:
+    """The names :func:`_atomic_write` gives its temporary files for ``name``; group 1 is the
+    pid. ASCII digits and lowercase hex only, exactly as written: nothing else is ever removed."""
+    return re.compile(rf"\.{re.escape(name)}\.([0-9]{{1,10}})\.[0-9a-f]{{8}}\.tmp")
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Delete the temporary files of saves to ``name`` whose process is gone.
+
+    Why: a save killed mid-write (SIGKILL, OOM killer) cannot clean up, and each leftover is
+    as large as a checkpoint; a training loop that is killed and restarted would pile them up.
+    A file whose process is alive -- this one (another thread saving the same path) or another
+    one -- may still be being written and is left alone, as is every name that does not match
+    :func:`_temporary_pattern` exactly. Failures are ignored: cleaning up must never make a
+    save fail.
+    """
+    pattern = _temporary_pattern(name)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry)
+        if match and not _process_may_exist(int(match[1])):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+
+
+def _process_may_exist(pid: int) -> bool:
+    """False only when ``pid`` is surely no live process (``kill(pid, 0)`` finds none).
+
+    True when unsure: this process, pid 0, a pid too large to signal, another user's process
+    (``PermissionError``), and always on Windows, where ``os.kill`` would terminate the process.
+    """
+    if pid <= 0 or pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True
+    return True
 
 
 def _fsync_folder(folder: str) -> None:
@@ -217,14 +288,15 @@ def read(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate a checkpoint without a model: header, format version, every tensor.
 
     Raises:
-        CheckpointError: the file is truncated, not a safetensors file (a torch ``.pt`` pickle,
-            random bytes), not a twinnn checkpoint, internally inconsistent, or written by a
-            newer twinnn.
+        CheckpointError: the path is not a regular file (a directory, a FIFO, a device), or
+            the file is truncated, not a safetensors file (a torch ``.pt`` zip or pickle, an
+            HDF5 file, random bytes: the message names the format it recognises), not a twinnn
+            checkpoint, internally inconsistent (malformed or too deeply nested JSON, settings
+            out of range), or written by a newer twinnn.
         OSError: the file cannot be opened.
     """
     where = _check_path(path, "load(path)")
-    with open(where, "rb") as file:
-        data = file.read()
+    data = _read_regular_file(where)
     header = _parse_header(data, where)
     meta = _metadata_of(header, where)
     version = _format_version(meta, where)
@@ -253,38 +325,119 @@ def read(path: str | os.PathLike[str]) -> Checkpoint:
     )
 
 
-def _corrupt(where: str, problem: str) -> None:
+def _corrupt(where: str, problem: str) -> NoReturn:
     raise CheckpointError(f"checkpoint {where!r} is corrupt: {problem}")
 
 
-def _parse_header(data: bytes, where: str) -> dict[str, Any]:
-    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
-        raise CheckpointError(
-            f"checkpoint {where!r} is a zip archive or pickle (a torch.save .pt file?), not a "
-            f"safetensors file; twinnn never unpickles files (convert the weights with "
-            f"twinnn.interop.torch instead)"
-        )
-    if len(data) < 8:
-        raise CheckpointError(
-            f"checkpoint {where!r} is {len(data)} bytes, too short for a safetensors header "
-            f"(truncated or empty file)"
-        )
-    size = int.from_bytes(data[:8], "little")
-    if size > min(len(data) - 8, _HEADER_LIMIT):
-        raise CheckpointError(
-            f"checkpoint {where!r}: the safetensors header claims {size} bytes but the file "
-            f"has {len(data) - 8} after the length field (truncated, or not a safetensors file)"
-        )
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO without a writer would block the open itself
+    | getattr(os, "O_NOCTTY", 0)  # a terminal must not become our controlling terminal
+)
+
+_KINDS = (
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def _read_regular_file(where: str) -> bytes:
+    """The bytes of ``where`` (symlinks followed), which must be a regular file.
+
+    Why: reading a FIFO blocks forever and reading ``/dev/zero`` never ends (until memory runs
+    out). The type is checked with ``fstat`` on the open descriptor, so a file swapped in
+    between a check and the open cannot slip through, and at most the size ``fstat`` reported
+    is read, so a file that grows meanwhile cannot make us read more.
+    """
+    fd = os.open(where, _OPEN_FLAGS)
     try:
-        header = json.loads(data[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(
-            f"checkpoint {where!r}: the safetensors header is not valid JSON ({exc}); "
-            f"the file is corrupt or not a safetensors file"
-        ) from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((k for test, k in _KINDS if test(info.st_mode)), "special file")
+            raise CheckpointError(
+                f"checkpoint {where!r} must be a regular file, got a {kind} "
+                f"(mode {stat.filemode(info.st_mode)}); twinnn does not read from it"
+            )
+        with open(fd, "rb", closefd=False) as file:
+            return file.read(info.st_size)
+    finally:
+        os.close(fd)
+
+
+_LENGTH = 8  # a safetensors file starts with its JSON header's length, a little-endian u64
+
+#: Signatures of formats people mistake for checkpoints, tried only on a file that is not
+#: safetensors (see :func:`_parse_header`). A pickle is ``\x80``, protocol 2-5, then an opcode
+#: (never ``\x00``, which a safetensors length of ``0x0?80`` would have there).
+_FOREIGN_FORMATS = (
+    (rb"PK\x03\x04|PK\x05\x06", "a zip archive (a torch.save .pt file, which holds a pickle?)"),
+    (rb"\x80[\x02-\x05][^\x00]", "a pickle (an old torch.save .pt file?)"),
+    (rb"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 file?)"),
+    (rb"\x93NUMPY", "a NumPy .npy file"),
+    (rb"\x1f\x8b", "a gzip-compressed file"),
+    (rb"GGUF", "a GGUF file"),
+)
+
+
+def _parse_header(data: bytes, where: str) -> dict[str, Any]:
+    """The JSON header of the safetensors file ``data``, or a CheckpointError saying what it is.
+
+    Why in this order: byte 0 of a safetensors file is the low byte of its header length, so it
+    takes any value -- 0x80, a pickle's first byte, for one header length in 256 -- and sniffing
+    foreign formats first refused valid checkpoints. ``data`` is a safetensors file when its
+    length field fits the file (and safetensors' limit) and the header starts with ``{``, as
+    the format requires; only when it is not one is it compared with other formats.
+    """
+    size = int.from_bytes(data[:_LENGTH], "little")
+    fits = len(data) > _LENGTH and size <= min(_HEADER_LIMIT, len(data) - _LENGTH)
+    if not (fits and data[_LENGTH : _LENGTH + 1] == b"{"):
+        raise CheckpointError(_not_safetensors(data, size, where))
+    header = _decode_json(data[_LENGTH : _LENGTH + size], where, "the safetensors header")
     if not isinstance(header, dict):
         _corrupt(where, f"the header is a JSON {type(header).__name__}, expected an object")
     return dict(header)
+
+
+def _not_safetensors(data: bytes, size: int, where: str) -> str:
+    """Why ``data`` is not a safetensors file: the format it is, else the first check it fails."""
+    for signature, name in _FOREIGN_FORMATS:
+        if re.match(signature, data):
+            return (
+                f"checkpoint {where!r} must be a safetensors file written by twinnn.save, got "
+                f"{name}; twinnn never unpickles files nor runs code from them (convert the "
+                f"weights with twinnn.interop.torch / twinnn.interop.keras and save them)"
+            )
+    start = f"checkpoint {where!r} is not a safetensors file, or truncated or corrupt:"
+    if len(data) <= _LENGTH:
+        return f"{start} it has {len(data)} bytes, a safetensors file has {_LENGTH + 2} or more"
+    if size > _HEADER_LIMIT:
+        return f"{start} its header length field says {size} bytes, the limit is {_HEADER_LIMIT}"
+    if size > len(data) - _LENGTH:
+        return (
+            f"{start} its header length field says {size} bytes, the file has "
+            f"{len(data) - _LENGTH} after the length field"
+        )
+    found = data[_LENGTH : _LENGTH + 1]
+    return f"{start} its header must start with '{{' at byte {_LENGTH}, got {found!r}"
+
+
+def _decode_json(text: str | bytes, where: str, what: str) -> Any:
+    """``json.loads`` of UTF-8 ``text``, every failure a CheckpointError naming ``what``.
+
+    Why RecursionError: ``[[[[...`` nested deeper than Python's recursion limit makes ``json``
+    raise RecursionError, not a JSONDecodeError (a ValueError, as UnicodeDecodeError is).
+    """
+    try:
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(
+            f"checkpoint {where!r} is corrupt: {what} must be valid UTF-8 JSON, got an error: "
+            f"{str(exc)[:200]}"
+        ) from exc
 
 
 def _metadata_of(header: dict[str, Any], where: str) -> dict[str, str]:
@@ -300,9 +453,17 @@ def _metadata_of(header: dict[str, Any], where: str) -> dict[str, str]:
 
 
 def _format_version(meta: dict[str, str], where: str) -> int:
+    """The file's format version, refusing newer ones.
+
+    Why not ``str.isdigit``: it accepts ``"²"``, which ``int`` rejects, and other Unicode
+    digits; 9 digits at most keep ``int`` fast (it refuses over 4300).
+    """
     text = meta["twinnn.format_version"]
-    if not text.isdigit() or int(text) < 1:
-        _corrupt(where, f"twinnn.format_version must be a positive int, got {text!r}")
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < 1:
+        _corrupt(
+            where,
+            f"twinnn.format_version must be a positive int of 1-9 ASCII digits, got {_brief(text)}",
+        )
     version = int(text)
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -314,12 +475,9 @@ def _format_version(meta: dict[str, str], where: str) -> int:
 
 
 def _json(meta: dict[str, str], key: str, where: str) -> Any:
-    try:
-        return json.loads(meta[key])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(
-            f"checkpoint {where!r} is corrupt: metadata {key!r} is missing or not JSON"
-        ) from exc
+    if key not in meta:
+        _corrupt(where, f"metadata {key!r} is missing")
+    return _decode_json(meta[key], where, f"metadata {key!r}")
 
 
 def _take(
@@ -369,9 +527,12 @@ def _optimizer_of(
         and all(isinstance(spec.get(k), t) for k, t in types.items())
         and isinstance(spec.get("parameters"), list)
         and all(isinstance(n, str) for n in spec["parameters"])
+        and _sgd_settings_in_range(spec)
     )
     if not ok:
-        _corrupt(where, f"metadata 'twinnn.optimizer' is not a valid SGD state: {spec!r}")
+        _corrupt(
+            where, f"metadata 'twinnn.optimizer' must be a valid SGD state, got {_brief(spec)}"
+        )
     buffers: dict[str, np.ndarray] = {}
     if spec["momentum"] != 0.0:
         for name in spec["parameters"]:
@@ -383,6 +544,23 @@ def _optimizer_of(
     state["momentum_buffers"] = buffers
     state["parameters"] = list(spec["parameters"])
     return state
+
+
+def _sgd_settings_in_range(spec: dict[str, Any]) -> bool:
+    """Whether :class:`~twinnn.SGD` accepts these settings (JSON allows NaN and Infinity)."""
+    lr, momentum, decay = spec["lr"], spec["momentum"], spec["weight_decay"]
+    finite = math.isfinite(lr) and math.isfinite(decay)
+    in_range = lr >= 0.0 and 0.0 <= momentum < 1.0 and decay >= 0.0
+    return finite and in_range and (momentum > 0.0 or not spec["nesterov"])
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
+def _brief(value: object) -> str:
+    """A ``repr`` cut short: a hostile file must not make the error message huge (or deep)."""
+    return _REPR.repr(value)
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -404,6 +582,11 @@ def load(
 
     Returns:
         The user metadata saved with the file (``{str: str}``).
+
+    Raises:
+        ArgumentError: ``optimizer`` updates parameters that are not ``model``'s.
+        CheckpointError: see :func:`read`, or the file does not fit ``model``/``optimizer``.
+        OSError: the file cannot be opened.
     """
     _check_model_and_optimizer("load", model, optimizer)
     ckpt = read(path)

@@ -42,8 +42,11 @@ def _loss_of(model: Module, loss_fn: Callable[[Any, Any], Any], impl: Backend) -
     native tensor."""
 
     def loss_of(*args: Any) -> Any:
-        with config.using(impl):
+        if config.is_current(impl):  # no ContextVar in the common case (torch.compile)
             loss = loss_fn(model(*args[:-1]), args[-1])
+        else:
+            with config.using(impl):
+                loss = loss_fn(model(*args[:-1]), args[-1])
         if not impl.is_native(loss):
             raise ArgumentTypeError(
                 "loss_fn must return a scalar native tensor computed from its inputs, got "
