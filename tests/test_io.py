@@ -574,7 +574,9 @@ def test_deeply_nested_header_is_refused(victim: Any, tmp_path: Path, depth: int
     _assert_same(before, _snapshot(model, opt))
 
 
-@pytest.mark.parametrize("claimed", [2**64 - 1, tio._HEADER_LIMIT + 1, tio._HEADER_LIMIT])
+@pytest.mark.parametrize(
+    "claimed", [2**64 - 1, tio.format._HEADER_LIMIT + 1, tio.format._HEADER_LIMIT]
+)
 def test_huge_header_length_allocates_nothing(victim: Any, tmp_path: Path, claimed: int) -> None:
     model, opt, _, before = victim
     bad = tmp_path / "huge.safetensors"
