@@ -110,12 +110,12 @@ def test_fifty_momentum_steps_on_changing_shapes_agree_between_backends(
         losses[name] = [float(tn.to_numpy(step(*batch))) for batch in batches]
         finals[name] = model.state_dict()
         if name == "tensorflow":
-            assert step.trace_count <= 2  # type: ignore[attr-defined]
+            assert step.trace_count == 1  # type: ignore[attr-defined]
     torch_losses, tf_losses = np.array(losses["torch"]), np.array(losses["tensorflow"])
     assert np.all(np.isfinite(torch_losses))
     np.testing.assert_allclose(tf_losses, torch_losses, rtol=1e-5, atol=1e-7)
     for key, value in finals["torch"].items():
-        np.testing.assert_allclose(finals["tensorflow"][key], value, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(finals["tensorflow"][key], value, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -23,8 +23,8 @@ must not branch in Python on tensor *values* (as with ``torch.compile(fullgraph=
 Speed: the graph for a structure is traced once (``get_concrete_function``) and then called
 directly with its flat tensor list. Calling the ``tf.function`` itself would re-bind the
 arguments to its signature and look the graph up in its cache on every step -- work that
-twinnn's structure key has already done -- which costs 100-150 µs per call on one CPU core,
-as much as the whole step of a small model (see ``docs/performance.md``).
+twinnn's structure key has already done -- which costs about as much as the whole step of a
+small model on a CPU (``python -m benchmarks --workload linear_seed``; docs/performance.md).
 """
 
 from __future__ import annotations

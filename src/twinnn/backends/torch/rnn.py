@@ -24,7 +24,8 @@ constant zero ``b_hh``, so every gradient is that of the neutral single-bias mod
 
 Why not ``pack_padded_sequence``: on CPU the packed op runs ATen's per-step loop while the
 padded op runs oneDNN's fused LSTM; for a training step of LSTM(32->128), batch 64, T 50,
-random lengths the padded path took 0.55-0.6x the time of the packed one (docs/lstm.md).
+random lengths the padded path takes about 0.6x the time of the packed one (the benchmark
+``python -m benchmarks --workload lstm_len``, whose native step packs; docs/performance.md).
 Packing also needs the lengths on the host, a device sync per step on GPU; the padded path
 needs none (only the value check below, which on GPU is a device-side assertion).
 
