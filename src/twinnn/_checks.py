@@ -84,13 +84,13 @@ def require_dims(
     same message (``template`` with the run-time shapes for ``{x}`` and ``{y}``).
     """
     x_shape, y_shape = impl.static_shape(x), impl.static_shape(y)
-    unknown = False
+    unknown = []
     for i, j in pairs:
         a, b = x_shape[i], y_shape[j]
         if a is None or b is None:
-            unknown = True
+            unknown.append((i, j))
         elif a != b and not (broadcast and a == 1):
             raise error(fill_shapes(template, x_shape, y_shape))
     if unknown:
-        return impl.assert_dims(x, y, pairs, broadcast, error.__name__, template)
+        return impl.assert_dims(x, y, unknown, broadcast, error.__name__, template)
     return x, y
