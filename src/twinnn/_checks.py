@@ -80,8 +80,10 @@ def require_dims(
     (or ``x.shape[i] == 1`` with ``broadcast``); ranks must already be right.
 
     Known dims are checked here; dims unknown while tracing (a compiled TensorFlow step) by
-    the backend when the step runs, ahead of the update, with the same error class and the
-    same message (``template`` with the run-time shapes for ``{x}`` and ``{y}``).
+    the backend when the step runs, with the same error class and the same message
+    (``template`` with the run-time shapes for ``{x}`` and ``{y}``). Use the returned ``x``:
+    it is behind that run-time check, so nothing computed from it -- the loss, the update --
+    runs when the check fails.
     """
     x_shape, y_shape = impl.static_shape(x), impl.static_shape(y)
     unknown = []

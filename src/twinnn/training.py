@@ -20,7 +20,7 @@ from typing import Any
 
 from twinnn import config
 from twinnn._checks import check_bool
-from twinnn.backends.base import Backend, Tensor
+from twinnn.backends.base import Backend
 from twinnn.errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -35,6 +35,7 @@ from twinnn.optim import SGD
 __all__ = ["eval_step", "train_step"]
 
 Step = Callable[..., Any]
+Shape = tuple[int | None, ...]
 
 
 def _loss_of(model: Module, loss_fn: Callable[[Any, Any], Any], impl: Backend) -> Step:
@@ -62,14 +63,14 @@ def _loss_of(model: Module, loss_fn: Callable[[Any, Any], Any], impl: Backend) -
     return loss_of
 
 
-def _arguments_checker(model: Module, impl: Backend) -> Callable[[Sequence[Tensor]], None]:
-    """``check(args)`` for a step's converted arguments ``(*inputs, target)``: the count
-    against ``model.forward``'s signature (looked up once per count) and no empty batch."""
+def _arguments_checker(model: Module) -> Callable[[Sequence[Shape]], None]:
+    """``check(shapes)`` for the shapes of a step's arguments ``(*inputs, target)``: their
+    count against ``model.forward``'s signature (looked up once per count), no empty batch."""
     accepted: set[int] = set()
     signature = inspect.signature(model.forward)
 
-    def check(args: Sequence[Tensor]) -> None:
-        count = len(args)
+    def check(shapes: Sequence[Shape]) -> None:
+        count = len(shapes)
         if count not in accepted:
             if count < 2:
                 raise ArgumentError(
@@ -77,7 +78,7 @@ def _arguments_checker(model: Module, impl: Backend) -> Callable[[Sequence[Tenso
                     "more inputs, then the target)"
                 )
             try:
-                signature.bind(*args[:-1])
+                signature.bind(*shapes[:-1])
             except TypeError as exc:
                 raise ArgumentTypeError(
                     f"step(*inputs, target) got {count - 1} input(s) and a target, but "
@@ -85,8 +86,7 @@ def _arguments_checker(model: Module, impl: Backend) -> Callable[[Sequence[Tenso
                     f"{count - 1} input(s) ({exc})"
                 ) from None
             accepted.add(count)
-        for i, arg in enumerate(args):
-            shape = impl.static_shape(arg)
+        for i, shape in enumerate(shapes):
             if shape and shape[0] == 0:
                 raise ArgumentError(
                     f"step(*inputs, target): args[{i}] has an empty batch, shape "
@@ -159,7 +159,7 @@ def train_step(
         _loss_of(model, loss_fn, impl),
         optimizer.params,
         optimizer._kernel.apply,
-        check_args=_arguments_checker(model, impl),
+        check_args=_arguments_checker(model),
         missing_gradients=None if unused_ok else _missing_gradients(optimizer.names),
         eager=eager_mode,
         jit=jit,
@@ -178,7 +178,7 @@ def eval_step(
     impl = model._backend
     return impl.build_eval_step(
         _loss_of(model, loss_fn, impl),
-        check_args=_arguments_checker(model, impl),
+        check_args=_arguments_checker(model),
         eager=eager_mode,
         jit=jit,
     )

@@ -153,8 +153,9 @@ class Backend(Protocol):
 
         On failure raise ``twinnn.errors.<error>`` with ``template``, its ``{x}`` and ``{y}``
         replaced by the run-time shapes (``(4, 1)``) -- the message eager code gives for the
-        same mistake. Returns ``(x, y)``, behind the check when traced (so nothing computed
-        from them, no update included, runs when it fails).
+        same mistake. Returns ``(x, y)`` with ``x`` behind the check when traced: compute
+        what follows from the returned ``x`` and nothing that depends on it (no update) runs
+        when the check fails.
         """
 
     def assert_nonnegative(self, x: Tensor, error: str, message: str) -> Tensor:
@@ -212,13 +213,14 @@ class Backend(Protocol):
         params: Sequence[Param],
         apply_gradients: Callable[[Sequence[Tensor]], None],
         *,
-        check_args: Callable[[Sequence[Tensor]], None],
+        check_args: Callable[[Sequence[tuple[int | None, ...]]], None],
         missing_gradients: Callable[[list[int]], None] | None,
         eager: bool,
         jit: bool,
     ) -> Callable[..., Tensor]:
         """A function ``step(*args) -> loss``: converts ``args`` with :meth:`convert`, calls
-        ``check_args(tensors)`` on the host (every call, before anything runs), runs
+        ``check_args(shapes)`` with their shapes on the host (every call, before anything
+        runs), runs
         ``loss = loss_of(*tensors)``, differentiates it w.r.t. ``params`` and calls
         ``apply_gradients(grads)``. Parameters without a gradient path get zeros when
         ``missing_gradients`` is None; otherwise it is called with their indices (and raises)
@@ -232,7 +234,7 @@ class Backend(Protocol):
         self,
         loss_of: Callable[..., Tensor],
         *,
-        check_args: Callable[[Sequence[Tensor]], None],
+        check_args: Callable[[Sequence[tuple[int | None, ...]]], None],
         eager: bool,
         jit: bool,
     ) -> Callable[..., Tensor]:

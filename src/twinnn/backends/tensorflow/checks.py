@@ -89,16 +89,14 @@ def assert_dims(
     if tf.executing_eagerly():  # every dim is known: the front has checked them
         return x, y
     x_dims, y_dims = tf.shape(x), tf.shape(y)
-    ok = tf.constant(True)
+    conditions = []
     for i, j in pairs:
         same = tf.equal(x_dims[i], y_dims[j])
-        if broadcast:
-            same = tf.logical_or(same, tf.equal(x_dims[i], 1))
-        ok = tf.logical_and(ok, same)
+        conditions.append(tf.logical_or(same, tf.equal(x_dims[i], 1)) if broadcast else same)
+    ok = conditions[0] if len(conditions) == 1 else tf.reduce_all(tf.stack(conditions))
     template = template.replace("{x}", "{0}").replace("{y}", "{1}")
     check = graph_check(ok, error, template, [("shape", x_dims), ("shape", y_dims)])
-    gx, gy = _gated(check, [x, y])
-    return gx, gy
+    return _gated(check, [x])[0], y
 
 
 def assert_nonnegative(x: Any, error: str, message: str) -> Any:

@@ -38,7 +38,8 @@ from twinnn.backends.tensorflow.checks import raise_graph_check, tracing_for_xla
 from twinnn.backends.tensorflow.core import convert, device_scope
 from twinnn.errors import TwinnnError
 
-_Key = tuple[tuple[tuple[int | None, ...], str], ...]
+Shape = tuple[int | None, ...]
+_Key = tuple[tuple[Shape, str], ...]
 
 
 def _flat_caller(concrete: Any) -> Callable[..., Any]:
@@ -68,7 +69,7 @@ class CompiledStep:
         self,
         body: Callable[..., Any],
         diagnose: Callable[..., Any],
-        check_args: Callable[[Sequence[Any]], None],
+        check_args: Callable[[Sequence[Shape]], None],
         eager: bool,
         jit: bool,
     ) -> None:
@@ -85,8 +86,11 @@ class CompiledStep:
         """How many graphs were traced so far (0 when eager)."""
         return sum(int(f.experimental_get_tracing_count()) for f in self._functions.values())
 
-    def _caller_for(self, args: Sequence[Any]) -> Callable[..., Any]:
-        key: _Key = tuple((_traced_shape(a.shape.as_list(), self._jit), a.dtype.name) for a in args)
+    def _caller_for(self, args: Sequence[Any], shapes: Sequence[Shape]) -> Callable[..., Any]:
+        key: _Key = tuple(
+            (_traced_shape(shape, self._jit), a.dtype.name)
+            for a, shape in zip(args, shapes, strict=True)
+        )
         caller = self._callers.get(key)
         if caller is None:
             signature = [tf.TensorSpec(shape, dtype) for shape, dtype in key]
@@ -106,11 +110,12 @@ class CompiledStep:
     def __call__(self, *args: Any) -> Any:
         with device_scope():
             tensors = [_as_tensor(convert(a, f"args[{i}]")) for i, a in enumerate(args)]
-            self._check_args(tensors)
+            shapes = [tuple(t.shape.as_list()) for t in tensors]
+            self._check_args(shapes)
             if self._eager:
                 return self._body(*tensors)
             try:
-                caller = self._caller_for(tensors)
+                caller = self._caller_for(tensors, shapes)
             except TwinnnError:
                 # A check failed while tracing, where batch dims read "?": run the forward and
                 # loss eagerly (no update) for the same error with the run-time shapes.
@@ -123,7 +128,7 @@ class CompiledStep:
                 raise
 
 
-def _traced_shape(shape: list[int], jit: bool) -> tuple[int | None, ...]:
+def _traced_shape(shape: Shape, jit: bool) -> Shape:
     """The shape a step is traced with: every axis ``None`` but the last of a tensor of rank
     >= 2; with ``jit`` the full shape (XLA compiles one executable per input shape anyway and
     drops graph assertions, so every shape check then runs in Python while tracing)."""
@@ -142,7 +147,7 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
-    check_args: Callable[[Sequence[Any]], None],
+    check_args: Callable[[Sequence[Shape]], None],
     missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
     jit: bool,
@@ -168,7 +173,7 @@ def build_train_step(
 def build_eval_step(
     loss_of: Callable[..., Any],
     *,
-    check_args: Callable[[Sequence[Any]], None],
+    check_args: Callable[[Sequence[Shape]], None],
     eager: bool,
     jit: bool,
 ) -> CompiledStep:

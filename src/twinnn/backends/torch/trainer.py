@@ -45,7 +45,7 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
-    check_args: Callable[[Sequence[Any]], None],
+    check_args: Callable[[Sequence[tuple[int, ...]]], None],
     missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
     jit: bool,
@@ -55,7 +55,7 @@ def build_train_step(
 
     def step(*args: Any) -> Any:
         tensors = _convert_all(args)
-        check_args(tensors)
+        check_args([tuple(t.shape) for t in tensors])
         loss = forward(*tensors)
         apply_gradients(_gradients(loss, params, missing_gradients))
         return loss.detach()
@@ -66,7 +66,7 @@ def build_train_step(
 def build_eval_step(
     loss_of: Callable[..., Any],
     *,
-    check_args: Callable[[Sequence[Any]], None],
+    check_args: Callable[[Sequence[tuple[int, ...]]], None],
     eager: bool,
     jit: bool,
 ) -> Callable[..., Any]:
@@ -75,7 +75,7 @@ def build_eval_step(
     @torch.no_grad()
     def step(*args: Any) -> Any:
         tensors = _convert_all(args)
-        check_args(tensors)
+        check_args([tuple(t.shape) for t in tensors])
         return forward(*tensors)
 
     return step
