@@ -39,7 +39,12 @@ def build(
 ) -> Impl:
     del device  # Keras places everything on the backend's default device
     model, _ = _model(workload)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=workload.lr), loss="mse")
+    optimizer = (
+        keras.optimizers.Adam(learning_rate=workload.lr, global_clipnorm=workload.clip_norm)
+        if workload.optimizer == "adam"
+        else keras.optimizers.SGD(learning_rate=workload.lr)
+    )
+    model.compile(optimizer=optimizer, loss="mse")
     if workload.kind == "linear":
         model.set_weights([weights["weight"], weights["bias"]])
     else:

@@ -28,7 +28,11 @@ def build(
 
 
 def _build(workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray]) -> Impl:
-    optimizer = keras.optimizers.SGD(learning_rate=workload.lr)
+    optimizer = (
+        keras.optimizers.Adam(learning_rate=workload.lr)
+        if workload.optimizer == "adam"
+        else keras.optimizers.SGD(learning_rate=workload.lr)
+    )
     layers: list[Any]
     forward: Any
     if workload.kind == "linear":
@@ -63,6 +67,8 @@ def _build(workload: Workload, batches: list[Batch], weights: dict[str, np.ndarr
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(forward(*inputs) - y))
         grads = tape.gradient(loss, variables)
+        if workload.clip_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, workload.clip_norm)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 

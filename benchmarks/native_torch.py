@@ -26,6 +26,13 @@ def _load(param: Any, value: np.ndarray) -> None:
         param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
 
+def _optimizer(workload: Workload, model: nn.Module) -> torch.optim.Optimizer:
+    """torch's optimiser for the workload, with its default implementation."""
+    if workload.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=workload.lr)
+    return torch.optim.SGD(model.parameters(), lr=workload.lr)
+
+
 def build(
     workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray], device: str
 ) -> Impl:
@@ -60,7 +67,8 @@ def build(
         _load(head.weight, weights["head.weight"].T)
         _load(head.bias, weights["head.bias"])
         model = nn.ModuleDict({"lstm": lstm, "head": head}).to(dev)
-        optimizer = torch.optim.SGD(model.parameters(), lr=workload.lr)
+        optimizer = _optimizer(workload, model)
+        params = list(model.parameters())
 
         def step(x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             optimizer.zero_grad()
@@ -68,6 +76,8 @@ def build(
             _, (h, _) = lstm(packed)
             loss: torch.Tensor = loss_fn(head(h[-1]), y)
             loss.backward()  # type: ignore[no-untyped-call]
+            if workload.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, workload.clip_norm)
             optimizer.step()
             return loss
 

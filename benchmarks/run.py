@@ -43,7 +43,7 @@ _BACKEND_ALIASES = {
     "tensorflow": "tensorflow",
     "tf": "tensorflow",
 }
-_WORKLOAD_NAMES = ("linear_seed", "linear_big", "lstm_len")
+_WORKLOAD_NAMES = ("linear_seed", "linear_big", "lstm_len", "lstm_adam")
 _LABELS = {"twinnn": "twinnn", "native": "native", "keras3": "Keras 3"}
 
 #: (rounds, block seconds, warm-up seconds, memory steps, import repeats)

@@ -45,8 +45,12 @@ def build(
     else:
         model = _LSTMRegressor(workload.in_features, workload.hidden, workload.out_features)
     model.load_state_dict(weights)
-    optimizer = tn.SGD(model.parameters(), lr=workload.lr)
-    step = tn.train_step(model, tn.mse_loss, optimizer)
+    optimizer: tn.Optimizer
+    if workload.optimizer == "adam":
+        optimizer = tn.Adam(model, lr=workload.lr)
+    else:
+        optimizer = tn.SGD(model, lr=workload.lr)
+    step = tn.train_step(model, tn.mse_loss, optimizer, clip_norm=workload.clip_norm)
     native = [
         tuple(tn.tensor(a, dtype="int64" if a.dtype.kind in "iu" else "float32") for a in batch)
         for batch in batches

@@ -14,6 +14,10 @@ Workloads:
   batch 64, ``T = 50``, per-sequence lengths drawn from ``[1, 50]``, MSE, SGD(lr=0.01).
   Four batches with different lengths are cycled, so length-dependent work (packing, masks)
   is really redone every step.
+* ``lstm_adam``: the ``lstm_len`` model trained with Adam(lr=1e-3) and gradients clipped to
+  a global norm of 1.0 (torch: ``torch.optim.Adam`` with its default implementation and
+  ``clip_grad_norm_``; TensorFlow: Keras' ``Adam`` and ``tf.clip_by_global_norm``; Keras 3:
+  ``Adam(global_clipnorm=1.0)``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Workload:
     time: int = 0
     lr: float = 0.01
     pool: int = 1  # distinct batches cycled through
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    clip_norm: float | None = None
     description: str = ""
 
 
@@ -77,6 +83,22 @@ WORKLOADS: dict[str, Workload] = {
             description=(
                 "LSTM 32->128 + Linear 128->1 on the final state, batch 64, T 50, "
                 "lengths in [1, 50], MSE, SGD lr 0.01"
+            ),
+        ),
+        Workload(
+            "lstm_adam",
+            "lstm",
+            batch=64,
+            in_features=32,
+            out_features=1,
+            hidden=128,
+            time=50,
+            pool=4,
+            lr=1e-3,
+            optimizer="adam",
+            clip_norm=1.0,
+            description=(
+                "the lstm_len model with Adam lr 1e-3 and the gradient clipped to norm 1.0"
             ),
         ),
     )

@@ -187,7 +187,7 @@ def test_benchmark_implementations_compute_the_same_first_loss() -> None:
     pytest.importorskip("keras")
     losses = figures.first_losses()
     for backend, workloads in losses.items():
-        assert set(workloads) == {"linear_seed", "linear_big", "lstm_len"}
+        assert set(workloads) == {"linear_seed", "linear_big", "lstm_len", "lstm_adam"}
         for name, values in workloads.items():
             exact = values["float64"]
             for impl in ("twinnn", "native", "keras3"):
