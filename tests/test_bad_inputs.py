@@ -193,8 +193,8 @@ MODES = ["default", "eager", "jit"]
 
 def _state(model: tn.Module, optimizer: tn.SGD) -> dict[str, np.ndarray]:
     state = {f"model/{k}": v for k, v in model.state_dict().items()}
-    buffers = optimizer.state_dict()["momentum_buffers"]
-    state.update({f"buffer/{k}": np.array(v) for k, v in buffers.items()})
+    for name, slots in optimizer.state_dict()["state"].items():
+        state.update({f"optimizer/{slot}/{name}": np.array(v) for slot, v in slots.items()})
     return state
 
 

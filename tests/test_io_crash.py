@@ -4,8 +4,9 @@ One worker process imports twinnn (torch backend) once, then forks a child per r
 child saves an 8 MB model and its optimiser in a loop, every save with new values; the worker
 kills it with SIGKILL after a random delay (every other round: a random moment after a
 temporary file appeared, so that many kills land inside the write itself) and checks that the
-file on disk is complete: it reads, loads, and every tensor holds the one value its metadata
-names, which is either the version on disk before the child started or one the child wrote.
+file on disk is complete: it reads, loads, and every tensor (weights and momentum buffers)
+holds the one value its metadata names, as do the optimiser's step and learning rate, which is
+either the version on disk before the child started or one the child wrote.
 The temporary files the killed children leave are not deleted by the test: the next save
 removes them.
 """
@@ -46,10 +47,14 @@ opt = twinnn.SGD(model, lr=0.1, momentum=0.9)
 names = [n for n, _ in model.named_parameters()]
 shapes = {n: a.shape for n, a in model.state_dict().items()}
 
+group = opt.state_dict()["param_groups"][0]
+
 def save(version):
     values = {n: np.full(shapes[n], version, np.float32) for n in names}
     model.load_state_dict(values)
-    opt.load_state_dict({"momentum_buffers": values})
+    state = {n: {"momentum_buffer": values[n]} for n in names}
+    groups = [{**group, "lr": float(version)}]  # the metadata holds the version twice more
+    opt.load_state_dict({"type": "SGD", "step": version, "param_groups": groups, "state": state})
     twinnn.save(path, model, opt, metadata={"version": str(version)})
 
 save(0)
@@ -93,10 +98,13 @@ for r in range(rounds):
         fresh = Big()
         fresh_opt = twinnn.SGD(fresh, lr=0.5, momentum=0.9)
         twinnn.load(path, fresh, fresh_opt)
-        buffers = fresh_opt.state_dict()["momentum_buffers"]
-        arrays = [*fresh.state_dict().values(), *buffers.values()]
-        if not all((a == version).all() for a in arrays):
+        state = fresh_opt.state_dict()
+        buffers = [slots["momentum_buffer"] for slots in state["state"].values()]
+        arrays = [*fresh.state_dict().values(), *buffers]
+        if len(buffers) != len(names) or not all((a == version).all() for a in arrays):
             report["problems"].append(f"round {r}: tensors disagree with version {version}")
+        if (fresh_opt.step_count, fresh_opt.lr) != (version, float(version)):
+            report["problems"].append(f"round {r}: optimizer metadata disagrees with {version}")
         if not (version == on_disk or version >= next_version):
             report["problems"].append(f"round {r}: version {version}, on disk {on_disk}")
     except Exception as exc:
@@ -144,4 +152,4 @@ def test_sigkill_during_save_leaves_a_complete_checkpoint(tmp_path: Path) -> Non
     # and the last file is a checkpoint this process reads too, with no framework at all
     assert tio.read(path).metadata["version"] == str(report["final"]["version"])
     assert path.stat().st_size > 8_000_000
-    assert twinnn.io.FORMAT_VERSION == 1
+    assert tio.read(path).format_version == twinnn.io.FORMAT_VERSION == 2

@@ -6,7 +6,7 @@ Importing twinnn imports neither framework; the backend chosen by ``TWINNN_BACKE
 
 from __future__ import annotations
 
-from twinnn import errors
+from twinnn import errors, schedules
 from twinnn.config import (
     allow_tf32,
     backend,
@@ -34,7 +34,7 @@ from twinnn.ops import (
     tensor,
     to_numpy,
 )
-from twinnn.optim import SGD
+from twinnn.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from twinnn.report import report
 from twinnn.training import eval_step, train_step
 
@@ -43,6 +43,11 @@ __version__ = "0.1.0"
 __all__ = [
     "LSTM",
     "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSprop",
     "Linear",
     "Module",
     "ParameterList",
@@ -63,6 +68,7 @@ __all__ = [
     "report",
     "reshape",
     "save",
+    "schedules",
     "seed",
     "sequence_mask",
     "set_backend",

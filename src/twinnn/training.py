@@ -30,7 +30,8 @@ from twinnn.errors import (
     describe_shape,
 )
 from twinnn.module import Module
-from twinnn.optim import SGD
+from twinnn.optim import Optimizer
+from twinnn.optim.clip import clipper
 
 __all__ = ["eval_step", "train_step"]
 
@@ -121,11 +122,13 @@ def _check_common(model: object, loss_fn: object, eager: object, jit: object) ->
 def train_step(
     model: Module,
     loss_fn: Callable[[Any, Any], Any],
-    optimizer: SGD,
+    optimizer: Optimizer,
     *,
     eager: bool | None = None,
     jit: bool = False,
     allow_unused: bool = False,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
 ) -> Step:
     """Build ``step(*inputs, target) -> loss``.
 
@@ -135,19 +138,26 @@ def train_step(
     native tensors.
 
     Args:
-        optimizer: a :class:`twinnn.SGD` over parameters of ``model`` (all or some of them).
+        optimizer: a twinnn optimizer (``SGD``, ``Adam``, ...) over parameters of ``model``
+            (all or some of them).
         eager: run without compilation (default: ``TWINNN_EAGER``).
         jit: compile harder -- ``torch.compile`` on torch, XLA (``jit_compile``) on TensorFlow.
         allow_unused: let parameters the loss does not depend on get a zero gradient (as
             ``torch.autograd.grad(allow_unused=True)``). By default that is a
             :class:`~twinnn.errors.GradientError` naming them, on both backends.
+        clip_norm: clip the full gradient to this global L2 norm, torch's
+            ``clip_grad_norm_`` formula (see :mod:`twinnn.optim.clip`), inside the step.
+        clip_value: clamp every gradient element to ``[-clip_value, clip_value]`` (torch's
+            ``clip_grad_value_``). At most one of the two.
 
     A single step does not check the loss for NaN or inf (neither framework does); ``fit``
     stops on a non-finite loss.
     """
     eager_mode = _check_common(model, loss_fn, eager, jit)
-    if not isinstance(optimizer, SGD):
-        raise ArgumentTypeError(f"optimizer must be a twinnn.SGD, got {type(optimizer).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise ArgumentTypeError(
+            f"optimizer must be a twinnn optimizer (SGD, Adam, ...), got {type(optimizer).__name__}"
+        )
     unused_ok = check_bool(allow_unused, "allow_unused")
     impl = model._backend
     if optimizer._backend is not impl:
@@ -155,10 +165,14 @@ def train_step(
             f"optimizer was created on backend {optimizer.backend!r}, model on {model.backend!r}"
         )
     optimizer.check_params_of(model, "train_step")
+    clip = clipper(impl, clip_norm, clip_value)
+    update = optimizer._apply if clip is None else lambda grads: optimizer._apply(clip(grads))
     return impl.build_train_step(
         _loss_of(model, loss_fn, impl),
         optimizer.params,
-        optimizer._kernel.apply,
+        update,
+        prepare=optimizer._prepare,
+        finish=optimizer._finish,
         check_args=_arguments_checker(model),
         missing_gradients=None if unused_ok else _missing_gradients(optimizer.names),
         eager=eager_mode,

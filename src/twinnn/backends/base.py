@@ -13,6 +13,7 @@ Shapes in docstrings: ``B`` batch, ``T`` time, ``F`` features, ``H`` hidden size
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,27 +26,15 @@ Param = Any
 LSTMWeights = tuple[Param, Param, Param]
 
 
-class SGDKernel(Protocol):
-    """The backend half of :class:`twinnn.SGD`: buffers and the in-place update.
+class ScalarFeed(Protocol):
+    """The float32 scalars of one optimiser update (learning rate, bias corrections, ...),
+    computed on the host in float64 and rounded once; read by the update formula."""
 
-    ``apply`` implements PyTorch's SGD (dampening 0) for every parameter::
+    def set(self, values: np.ndarray) -> None:
+        """Write the scalars of the next update (host side, before the update runs)."""
 
-        g = grad + weight_decay * p
-        v = momentum * v + g          (v starts at 0, so the first step gives v = g)
-        p = p - lr * (g + momentum * v if nesterov else v)
-    """
-
-    def set_lr(self, lr: float) -> None:
-        """Change the learning rate; takes effect at the next step, never recompiles."""
-
-    def apply(self, grads: Sequence[Tensor]) -> None:
-        """Update the parameters in place from their gradients (same order)."""
-
-    def get_buffers(self) -> list[np.ndarray] | None:
-        """Momentum buffers as float32 arrays, parameter order; None without momentum."""
-
-    def set_buffers(self, buffers: Sequence[np.ndarray]) -> None:
-        """Overwrite the momentum buffers (shapes already checked by the caller)."""
+    def read(self) -> Sequence[Any]:
+        """The scalars as native values (inside a traced step: read when the step runs)."""
 
 
 class Backend(Protocol):
@@ -197,15 +186,26 @@ class Backend(Protocol):
         """
 
     # --- optimiser and steps ----------------------------------------------------------------------
-    def make_sgd(
-        self,
-        params: Sequence[Param],
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-    ) -> SGDKernel:
-        """The SGD update for ``params`` (see :class:`SGDKernel`)."""
+    def make_scalar_feed(self, count: int) -> ScalarFeed:
+        """A :class:`ScalarFeed` of ``count`` float32 scalars."""
+
+    def make_slot(self, param: Param, fill: float) -> Param:
+        """Optimiser state shaped like ``param`` (same device), filled with ``fill``."""
+
+    def sqrt(self, x: Tensor) -> Tensor:
+        """The correctly rounded float32 square root (the same bits on every backend)."""
+
+    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
+        """Element-wise maximum."""
+
+    def clip(self, x: Tensor, low: float | None, high: float | None) -> Tensor:
+        """``x`` clamped to ``[low, high]`` (None: no bound on that side)."""
+
+    def write(self, variable: Param, value: Tensor) -> None:
+        """Overwrite a parameter or slot in place with a native tensor of its shape."""
+
+    def updating(self) -> AbstractContextManager[Any]:
+        """The context an eager update runs in (torch: ``no_grad``)."""
 
     def build_train_step(
         self,
@@ -213,6 +213,8 @@ class Backend(Protocol):
         params: Sequence[Param],
         apply_gradients: Callable[[Sequence[Tensor]], None],
         *,
+        prepare: Callable[[], None],
+        finish: Callable[[], None],
         check_args: Callable[[Sequence[tuple[int | None, ...]]], None],
         missing_gradients: Callable[[list[int]], None] | None,
         eager: bool,
@@ -222,7 +224,9 @@ class Backend(Protocol):
         ``check_args(shapes)`` with their shapes on the host (every call, before anything
         runs), runs
         ``loss = loss_of(*tensors)``, differentiates it w.r.t. ``params`` and calls
-        ``apply_gradients(grads)``. Parameters without a gradient path get zeros when
+        ``apply_gradients(grads)``; ``prepare()`` runs on the host before the update (every
+        call, after ``check_args``) and ``finish()`` after a successful one. Parameters
+        without a gradient path get zeros when
         ``missing_gradients`` is None; otherwise it is called with their indices (and raises)
         before any update -- at trace time where the framework knows it then. Compiled unless
         ``eager`` (TensorFlow: ``tf.function`` that does not retrace for new leading dims;

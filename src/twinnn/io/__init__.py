@@ -1,20 +1,25 @@
 """Checkpoints: one safetensors file, written atomically, readable under either backend.
 
-File layout (format version 1). Tensors, all float32 in the neutral layout::
+File layout (format version 2). Tensors, all float32 in the neutral layout::
 
-    model/<parameter name>                      e.g. model/encoder.w_ih_l0   (in, 4H)
-    optimizer/momentum_buffer/<parameter name>  SGD with momentum only, same shapes
+    model/<parameter name>              e.g. model/encoder.w_ih_l0   (in, 4H)
+    optimizer/<slot>/<parameter name>   e.g. optimizer/exp_avg/encoder.w_ih_l0, same shape
 
 String metadata (safetensors ``__metadata__``)::
 
-    twinnn.format_version  "1"
+    twinnn.format_version  "2"
     twinnn.backend         backend that wrote the file: "torch" or "tensorflow"
     twinnn.version         twinnn version that wrote the file
     twinnn.model           the model's class name (informative only)
     twinnn.parameters      JSON [[name, [dim, ...]], ...] in named_parameters() order
-    twinnn.optimizer       JSON {"type": "SGD", "lr", "momentum", "nesterov",
-                           "weight_decay", "parameters": [names]} (only with an optimizer)
+    twinnn.optimizer       JSON {"type": "Adam", "step": k, "param_groups": [{"params":
+                           [names], "lr": float or {"schedule": {...}}, options...}]}
+                           (only with an optimizer: its ``state_dict()`` less the slots)
     user.<key>             the caller's ``metadata`` entries
+
+Format 1 (SGD only: ``optimizer/momentum_buffer/<name>`` and ``twinnn.optimizer`` JSON
+``{"type": "SGD", "lr", "momentum", "nesterov", "weight_decay", "parameters"}``) is still read;
+it holds no step count.
 
 Saving writes a temporary file next to the target, flushes and fsyncs it, renames it over the
 target with :func:`os.replace` and fsyncs the folder: a crash at any moment leaves either the
@@ -50,16 +55,17 @@ import safetensors.numpy
 from twinnn.errors import ArgumentTypeError, CheckpointError, StateDictError, describe_shape
 from twinnn.io.files import atomic_write
 from twinnn.io.format import (
-    _BUFFER,
     _MODEL,
+    _OPTIMIZER,
     _USER,
     FORMAT_VERSION,
     Checkpoint,
+    _brief,
     _check_path,
     read,
 )
 from twinnn.module import Module
-from twinnn.optim import SGD
+from twinnn.optim import Optimizer
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "load", "read", "save"]
 
@@ -67,7 +73,7 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "load", "read", "save"]
 def save(
     path: str | os.PathLike[str],
     model: Module,
-    optimizer: SGD | None = None,
+    optimizer: Optimizer | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Write ``model`` (and ``optimizer``'s state) to ``path`` as one safetensors file.
@@ -78,8 +84,9 @@ def save(
     Args:
         path: the file to write (``.safetensors`` by convention); its folder must exist.
         model: a :class:`twinnn.Module` of either backend.
-        optimizer: a :class:`twinnn.SGD`; its hyper-parameters and momentum buffers (by
-            parameter name) are saved too.
+        optimizer: a twinnn optimizer (:class:`twinnn.SGD`, :class:`twinnn.Adam`, ...); its
+            ``state_dict()`` is saved too: type, step count, parameter groups (learning rate
+            or schedule, options) as metadata, every slot (``exp_avg``, ...) as a tensor.
         metadata: extra ``{str: str}`` entries (an epoch, a git hash), returned by :func:`load`.
 
     Raises:
@@ -104,18 +111,11 @@ def save(
     }
     if optimizer is not None:
         opt = optimizer.state_dict()
-        header["twinnn.optimizer"] = json.dumps(
-            {
-                "type": "SGD",
-                "lr": opt["lr"],
-                "momentum": opt["momentum"],
-                "nesterov": opt["nesterov"],
-                "weight_decay": opt["weight_decay"],
-                "parameters": list(optimizer.names),
-            }
-        )
-        for name, buffer in opt["momentum_buffers"].items():
-            tensors[_BUFFER + name] = np.ascontiguousarray(buffer, dtype=np.float32)
+        spec = {"type": opt["type"], "step": opt["step"], "param_groups": opt["param_groups"]}
+        header["twinnn.optimizer"] = json.dumps(spec)
+        for name, slots in opt["state"].items():
+            for slot, value in slots.items():
+                tensors[f"{_OPTIMIZER}{slot}/{name}"] = np.ascontiguousarray(value, np.float32)
     header.update({_USER + k: v for k, v in user.items()})
     atomic_write(target, safetensors.numpy.save(tensors, metadata=header))
 
@@ -127,9 +127,10 @@ def _check_model_and_optimizer(function: str, model: object, optimizer: object) 
         raise ArgumentTypeError(
             f"{function}(model) must be a twinnn.Module, got {type(model).__name__}"
         )
-    if optimizer is not None and not isinstance(optimizer, SGD):
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise ArgumentTypeError(
-            f"{function}(optimizer) must be a twinnn.SGD or None, got {type(optimizer).__name__}"
+            f"{function}(optimizer) must be a twinnn optimizer (SGD, Adam, ...) or None, got "
+            f"{type(optimizer).__name__}"
         )
     if optimizer is not None:
         optimizer.check_params_of(model, function)
@@ -154,20 +155,24 @@ def _check_metadata(metadata: object) -> dict[str, str]:
 
 
 def load(
-    path: str | os.PathLike[str], model: Module, optimizer: SGD | None = None
+    path: str | os.PathLike[str], model: Module, optimizer: Optimizer | None = None
 ) -> dict[str, str]:
     """Load a checkpoint written by :func:`save` (under either backend) into ``model``.
 
     The whole file is read and checked first -- format version, every name, shape and dtype,
-    and, with ``optimizer``, its settings and momentum buffers -- and only then are the model
-    and the optimiser changed. On any problem a :class:`~twinnn.errors.CheckpointError` lists
-    them all and neither is changed. The optimiser's learning rate is restored too.
+    and, with ``optimizer``, its type, settings and slots (``optimizer.state_problems``) --
+    and only then are the model and the optimiser changed. On any problem a
+    :class:`~twinnn.errors.CheckpointError` lists them all and neither is changed. The
+    optimiser's step count, learning rate (or schedule) and options are restored too, as
+    torch's ``load_state_dict`` does. A format-1 file (SGD only) holds no step count: its step
+    is 1 where it has momentum buffers, else 0.
 
     Args:
         path: a file written by :func:`save`.
         model: a model with exactly the saved parameter names and shapes.
-        optimizer: a :class:`twinnn.SGD` with the saved ``momentum``, ``nesterov`` and
-            ``weight_decay``, over the same parameter names; None skips the optimiser state.
+        optimizer: an optimiser of the saved type, over the same parameter names and groups,
+            whose options keep the same slots (momentum on or off, ``amsgrad``, ``centered``,
+            ...); None skips the optimiser state.
 
     Returns:
         The user metadata saved with the file (``{str: str}``).
@@ -184,8 +189,10 @@ def load(
         problems += _optimizer_problems(ckpt, optimizer)
     if problems:
         raise CheckpointError(
-            f"checkpoint {ckpt.path!r} (a {ckpt.model_class} saved under {ckpt.backend}) does "
-            f"not fit this {type(model).__name__}: " + "; ".join(problems) + " (nothing was loaded)"
+            f"checkpoint {ckpt.path!r} (a {_cut(ckpt.model_class)} saved under "
+            f"{_cut(ckpt.backend)}) does not fit this {type(model).__name__}: "
+            + "; ".join(_shorten(p) for p in problems)
+            + " (nothing was loaded)"
         )
     previous = model.state_dict() if optimizer is not None else None
     try:
@@ -227,21 +234,44 @@ def _model_problems(ckpt: Checkpoint, model: Module) -> list[str]:
     return _shape_problems("parameters", saved, current)
 
 
-def _optimizer_problems(ckpt: Checkpoint, optimizer: SGD) -> list[str]:
+def _optimizer_problems(ckpt: Checkpoint, optimizer: Optimizer) -> list[str]:
     state = ckpt.optimizer
     if state is None:
         return ["the file holds no optimizer state (it was saved without one)"]
-    problems = [
-        f"optimizer {key}: the file has {state[key]!r}, this SGD {getattr(optimizer, key)!r}"
-        for key in ("momentum", "nesterov", "weight_decay")
-        if state[key] != getattr(optimizer, key)
-    ]
+    if state["type"] != type(optimizer).__name__:
+        return [
+            f"the file holds the state of an optimizer of type {_brief(state['type'])}, this "
+            f"optimizer is of type {type(optimizer).__name__!r}"
+        ]
     shape_of = optimizer._backend.static_shape
     current = {n: shape_of(p) for n, p in zip(optimizer.names, optimizer.params, strict=True)}
-    saved_names = state["parameters"]
-    buffers = state["momentum_buffers"]
-    saved: dict[str, tuple[int | None, ...]] = {
-        n: (buffers[n].shape if n in buffers else current.get(n, ())) for n in saved_names
-    }
-    problems += _shape_problems("optimizer parameters", saved, current)
-    return problems
+    saved: dict[str, tuple[int | None, ...]] = {}
+    for group in state["param_groups"]:
+        for name in group["params"]:
+            slots = state["state"].get(name, {})
+            saved[name] = next(iter(slots.values())).shape if slots else current.get(name, ())
+    problems = _shape_problems("optimizer parameters", saved, current)
+    if problems:
+        return problems
+    try:
+        refused = optimizer.state_problems(state)
+    except RecursionError:  # a schedule nested past Python's recursion limit (SequentialLR)
+        refused = ["its learning-rate schedule is nested too deeply to rebuild"]
+    return [f"optimizer: {p}" for p in refused]
+
+
+_PROBLEM_LIMIT = 1000
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    """``text`` (a class or backend name from the file) cut to ``limit`` characters."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _shorten(problem: str) -> str:
+    """A problem cut to ``_PROBLEM_LIMIT`` characters. Why: the messages quote the file's
+    values (a schedule's setting, a list of names), and a hostile file must not make the error
+    message huge."""
+    if len(problem) <= _PROBLEM_LIMIT:
+        return problem
+    return f"{problem[: _PROBLEM_LIMIT - 40]} ... ({len(problem)} characters in all)"

@@ -23,11 +23,12 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "read"]
 
 
 #: The format version this twinnn writes; it reads every version up to this one.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _MODEL = "model/"
 
-_BUFFER = "optimizer/momentum_buffer/"
+_OPTIMIZER = "optimizer/"  # optimizer/<slot>/<parameter name>
+_BUFFER = "optimizer/momentum_buffer/"  # format 1: SGD momentum buffers
 
 _USER = "user."
 
@@ -44,8 +45,8 @@ class Checkpoint:
         backend: the backend that wrote it (``"torch"`` or ``"tensorflow"``).
         model_class: the class name of the saved model.
         parameters: ``{name: float32 ndarray}`` in the neutral layout, saved order.
-        optimizer: ``SGD.state_dict()``-style dict (``lr``, ``momentum``, ``nesterov``,
-            ``weight_decay``, ``momentum_buffers``) plus ``"parameters"`` (the names), or None.
+        optimizer: the optimiser's ``state_dict()`` (``type``, ``step``, ``param_groups``,
+            ``state``; a format-1 file's SGD state converted to it), or None.
         metadata: the user's ``{str: str}`` metadata.
     """
 
@@ -92,10 +93,11 @@ def read(path: str | os.PathLike[str]) -> Checkpoint:
             f"checkpoint {where!r}: cannot decode the tensors ({exc}); the file is corrupt"
         ) from exc
     parameters = _parameters_of(meta, tensors, where)
-    optimizer = _optimizer_of(meta, tensors, where)
-    known = {_MODEL + n for n in parameters}
-    if optimizer is not None:
-        known |= {_BUFFER + n for n in optimizer["momentum_buffers"]}
+    if version == 1:
+        optimizer, known_optimizer = _sgd_of_format_1(meta, tensors, where)
+    else:
+        optimizer, known_optimizer = _optimizer_of(meta, tensors, where)
+    known = {_MODEL + n for n in parameters} | known_optimizer
     stray = sorted(set(tensors) - known)
     if stray:
         _corrupt(where, f"tensors {stray} are not listed in its metadata")
@@ -262,9 +264,71 @@ def _parameters_of(
 
 def _optimizer_of(
     meta: dict[str, str], tensors: dict[str, np.ndarray], where: str
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, set[str]]:
+    """Format 2: the optimiser's state dict (its settings are checked by the optimiser's own
+    ``load_state_dict`` when loaded) and the tensor keys it uses."""
     if "twinnn.optimizer" not in meta:
-        return None
+        return None, set()
+    spec = _json(meta, "twinnn.optimizer", where)
+    problem = _optimizer_spec_problem(spec)
+    if problem is not None:
+        _corrupt(where, f"metadata 'twinnn.optimizer' must be an optimizer state: {problem}")
+    # in the groups' order, as state_dict() has it (not a set's order, which varies by run)
+    state: dict[str, dict[str, np.ndarray]] = {
+        n: {} for g in spec["param_groups"] for n in g["params"]
+    }
+    known = set()
+    for key in tensors:
+        if not key.startswith(_OPTIMIZER):
+            continue
+        slot, _, name = key[len(_OPTIMIZER) :].partition("/")
+        if name not in state:
+            _corrupt(where, f"tensor {key!r} belongs to no parameter of the optimizer")
+        state[name][slot] = _take(tensors, key, tensors[key].shape, where)
+        known.add(key)
+    return {**spec, "state": state}, known
+
+
+def _optimizer_spec_problem(spec: Any) -> str | None:
+    """What is wrong with the structure of a format-2 ``twinnn.optimizer`` (None: nothing; the
+    values are the optimiser's to check)."""
+    if not isinstance(spec, dict):
+        return f"a JSON object, got {_brief(spec)}"
+    if not isinstance(spec.get("type"), str):
+        return f"'type' must be the optimizer's class name, got {_brief(spec.get('type'))}"
+    if not _is_step(spec.get("step")):
+        return f"'step' must be an int in [0, 2**63), got {_brief(spec.get('step'))}"
+    groups = spec.get("param_groups")
+    if not isinstance(groups, list):
+        return f"'param_groups' must be a list of groups, got {_brief(groups)}"
+    for i, group in enumerate(groups):
+        params = group.get("params") if isinstance(group, dict) else None
+        if not (isinstance(params, list) and all(isinstance(n, str) for n in params)):
+            return (
+                f"'param_groups'[{i}] must be an object whose 'params' is a list of parameter "
+                f"names, got {_brief(group)}"
+            )
+    return None
+
+
+#: Steps are below 2**63 (torch and Keras count in int64). Why a bound: JSON ints have up to
+#: 4300 digits, and a step past float's range loads but makes the next update raise
+#: OverflowError (Adam's ``beta ** t``, Adagrad's ``k * lr_decay``).
+_STEP_LIMIT = 2**63
+
+
+def _is_step(value: object) -> bool:
+    """Whether ``value`` is an update count: an int (not a bool) in ``[0, 2**63)``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _STEP_LIMIT
+
+
+def _sgd_of_format_1(
+    meta: dict[str, str], tensors: dict[str, np.ndarray], where: str
+) -> tuple[dict[str, Any] | None, set[str]]:
+    """Format 1 (SGD only): its settings and momentum buffers as today's SGD state dict. The
+    file holds no step count: with momentum buffers the step is 1 (the buffers exist), else 0."""
+    if "twinnn.optimizer" not in meta:
+        return None, set()
     spec = _json(meta, "twinnn.optimizer", where)
     types = {"lr": float, "momentum": float, "nesterov": bool, "weight_decay": float}
     ok = (
@@ -279,17 +343,18 @@ def _optimizer_of(
         _corrupt(
             where, f"metadata 'twinnn.optimizer' must be a valid SGD state, got {_brief(spec)}"
         )
-    buffers: dict[str, np.ndarray] = {}
+    state: dict[str, dict[str, np.ndarray]] = {n: {} for n in spec["parameters"]}
     if spec["momentum"] != 0.0:
         for name in spec["parameters"]:
             key = _BUFFER + name
             if key not in tensors:
                 _corrupt(where, f"momentum buffer {key!r} is missing")
-            buffers[name] = _take(tensors, key, tensors[key].shape, where)
-    state = {k: spec[k] for k in types}
-    state["momentum_buffers"] = buffers
-    state["parameters"] = list(spec["parameters"])
-    return state
+            state[name]["momentum_buffer"] = _take(tensors, key, tensors[key].shape, where)
+    group = {k: spec[k] for k in types}
+    group.update({"params": list(spec["parameters"]), "dampening": 0.0})
+    step = 1 if spec["momentum"] != 0.0 else 0
+    optimizer = {"type": "SGD", "step": step, "param_groups": [group], "state": state}
+    return optimizer, {_BUFFER + n for n in state if state[n]}
 
 
 def _sgd_settings_in_range(spec: dict[str, Any]) -> bool:

@@ -35,7 +35,15 @@ from twinnn.backends.tensorflow.core import (
     visible_gpus,
 )
 from twinnn.backends.tensorflow.nn import linear
-from twinnn.backends.tensorflow.optim import make_sgd
+from twinnn.backends.tensorflow.optim import (
+    clip,
+    make_scalar_feed,
+    make_slot,
+    maximum,
+    sqrt,
+    updating,
+    write,
+)
 from twinnn.backends.tensorflow.rnn import lstm
 from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
@@ -47,6 +55,7 @@ __all__ = [
     "broadcast_like",
     "build_eval_step",
     "build_train_step",
+    "clip",
     "concat",
     "convert",
     "convert_float",
@@ -59,7 +68,9 @@ __all__ = [
     "linear",
     "lstm",
     "make_parameter",
-    "make_sgd",
+    "make_scalar_feed",
+    "make_slot",
+    "maximum",
     "matmul",
     "mean",
     "relu",
@@ -69,12 +80,15 @@ __all__ = [
     "set_device",
     "set_tf32",
     "sigmoid",
+    "sqrt",
     "square",
     "static_shape",
     "sum",
     "tanh",
     "to_numpy",
+    "updating",
     "visible_gpus",
+    "write",
 ]
 
 if TYPE_CHECKING:

@@ -1,8 +1,16 @@
-"""tensorflow backend: the SGD update on ``tf.Variable`` buffers (runs inside ``tf.function``)."""
+"""tensorflow backend: what the neutral optimisers (``twinnn.optim``) need from TensorFlow.
+
+The update formulas live in ``twinnn.optim``, written once with native arithmetic on these
+pieces: slots (``tf.Variable``), a feed of the update's float32 scalars (one ``tf.Variable``
+the host writes before each update, so a new learning rate never retraces a compiled step) and
+the square root (``tf.sqrt`` is correctly rounded).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -11,57 +19,46 @@ import tensorflow as tf
 from twinnn.backends.tensorflow.core import device_scope
 
 
-class TensorFlowSGD:
-    """PyTorch's SGD formula (dampening 0); see :class:`twinnn.backends.base.SGDKernel`.
+class ScalarFeed:
+    """The float32 scalars of one update in a ``tf.Variable``: written on the host, read (in
+    the graph, when traced) by the update."""
 
-    The learning rate is a ``tf.Variable``: changing it between steps never retraces.
-    """
-
-    def __init__(
-        self, params: Sequence[Any], lr: float, momentum: float, nesterov: bool, weight_decay: float
-    ) -> None:
-        self.params = list(params)
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
+    def __init__(self, count: int) -> None:
         with device_scope():
-            self.lr = tf.Variable(float(lr), dtype=tf.float32, trainable=False, name="lr")
-            # v starts at zero: momentum * 0 + g == g, torch's "v starts as g" without a branch.
-            self.buffers: list[tf.Variable] | None = (
-                [tf.Variable(tf.zeros_like(p), trainable=False) for p in self.params]
-                if self.momentum != 0.0
-                else None
-            )
+            self._variable = tf.Variable(tf.zeros([count], tf.float32), trainable=False)
+        self._count = count
 
-    def set_lr(self, lr: float) -> None:
-        self.lr.assign(float(lr))
+    def set(self, values: np.ndarray) -> None:
+        self._variable.assign(np.asarray(values, dtype=np.float32))
 
-    def apply(self, grads: Sequence[Any]) -> None:
-        lr = self.lr.read_value()
-        for i, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            if self.weight_decay != 0.0:
-                grad = grad + self.weight_decay * param
-            update = grad
-            if self.buffers is not None:
-                buf = self.buffers[i]
-                velocity = self.momentum * buf + grad
-                buf.assign(velocity)
-                update = grad + self.momentum * velocity if self.nesterov else velocity
-            param.assign_sub(lr * update)
-
-    def get_buffers(self) -> list[np.ndarray] | None:
-        if self.buffers is None:
-            return None
-        return [np.array(b.numpy()) for b in self.buffers]
-
-    def set_buffers(self, buffers: Sequence[np.ndarray]) -> None:
-        if self.buffers is None:
-            return
-        for buf, value in zip(self.buffers, buffers, strict=True):
-            buf.assign(np.asarray(value, dtype=np.float32))
+    def read(self) -> Sequence[Any]:
+        return tf.unstack(self._variable.read_value(), num=self._count) if self._count else []
 
 
-def make_sgd(
-    params: Sequence[Any], lr: float, momentum: float, nesterov: bool, weight_decay: float
-) -> TensorFlowSGD:
-    return TensorFlowSGD(params, lr, momentum, nesterov, weight_decay)
+def make_scalar_feed(count: int) -> ScalarFeed:
+    return ScalarFeed(count)
+
+
+def make_slot(param: Any, fill: float) -> tf.Variable:
+    with device_scope():
+        return tf.Variable(tf.fill(tf.shape(param), tf.constant(fill, tf.float32)), trainable=False)
+
+
+sqrt = tf.sqrt
+maximum = tf.maximum
+
+
+def clip(x: Any, low: float | None, high: float | None) -> Any:
+    if low is not None:
+        x = tf.maximum(x, tf.constant(low, x.dtype))
+    if high is not None:
+        x = tf.minimum(x, tf.constant(high, x.dtype))
+    return x
+
+
+def write(variable: Any, value: Any) -> None:
+    variable.assign(value)
+
+
+def updating() -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()

@@ -72,8 +72,12 @@ class CompiledStep:
         check_args: Callable[[Sequence[Shape]], None],
         eager: bool,
         jit: bool,
+        prepare: Callable[[], None] = lambda: None,
+        finish: Callable[[], None] = lambda: None,
     ) -> None:
         self._body = body
+        self._prepare = prepare
+        self._finish = finish
         self._diagnose = diagnose
         self._check_args = check_args
         self._eager = eager
@@ -112,8 +116,11 @@ class CompiledStep:
             tensors = [_as_tensor(convert(a, f"args[{i}]")) for i, a in enumerate(args)]
             shapes = [tuple(t.shape.as_list()) for t in tensors]
             self._check_args(shapes)
+            self._prepare()
             if self._eager:
-                return self._body(*tensors)
+                result = self._body(*tensors)
+                self._finish()
+                return result
             try:
                 caller = self._caller_for(tensors, shapes)
             except TwinnnError:
@@ -122,10 +129,12 @@ class CompiledStep:
                 self._diagnose(*tensors)
                 raise
             try:
-                return caller(*tensors)
+                result = caller(*tensors)
             except tf.errors.InvalidArgumentError as exc:
                 raise_graph_check(exc.message)
                 raise
+            self._finish()
+            return result
 
 
 def _traced_shape(shape: Shape, jit: bool) -> Shape:
@@ -147,6 +156,8 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
+    prepare: Callable[[], None],
+    finish: Callable[[], None],
     check_args: Callable[[Sequence[Shape]], None],
     missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
@@ -167,7 +178,7 @@ def build_train_step(
         )
         return loss
 
-    return CompiledStep(body, loss_of, check_args, eager, jit)
+    return CompiledStep(body, loss_of, check_args, eager, jit, prepare, finish)
 
 
 def build_eval_step(

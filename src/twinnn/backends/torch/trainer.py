@@ -45,6 +45,8 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
+    prepare: Callable[[], None],
+    finish: Callable[[], None],
     check_args: Callable[[Sequence[tuple[int, ...]]], None],
     missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
@@ -56,8 +58,12 @@ def build_train_step(
     def step(*args: Any) -> Any:
         tensors = _convert_all(args)
         check_args([tuple(t.shape) for t in tensors])
+        prepare()
         loss = forward(*tensors)
-        apply_gradients(_gradients(loss, params, missing_gradients))
+        grads = _gradients(loss, params, missing_gradients)
+        with torch.no_grad():
+            apply_gradients(grads)
+        finish()
         return loss.detach()
 
     return step
