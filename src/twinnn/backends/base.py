@@ -37,6 +37,25 @@ class ScalarFeed(Protocol):
         """The scalars as native values (inside a traced step: read when the step runs)."""
 
 
+class TensorVector(Protocol):
+    """The tensors of one parameter group, with element-wise arithmetic on all of them at
+    once (torch: multi-tensor ``_foreach`` kernels). ``+ - * /`` take another vector or a
+    native scalar; each operation rounds as the per-tensor one does."""
+
+    def __add__(self, other: Any) -> TensorVector: ...
+    def __radd__(self, other: Any) -> TensorVector: ...
+    def __sub__(self, other: Any) -> TensorVector: ...
+    def __mul__(self, other: Any) -> TensorVector: ...
+    def __rmul__(self, other: Any) -> TensorVector: ...
+    def __truediv__(self, other: Any) -> TensorVector: ...
+    def sqrt(self) -> TensorVector:
+        """The correctly rounded float32 square root."""
+
+    def maximum(self, other: Any) -> TensorVector: ...
+    def write_to(self, variables: Sequence[Param]) -> None:
+        """Overwrite ``variables`` (parameters or slots) in place with these values."""
+
+
 class Backend(Protocol):
     """Module-level API of a backend package."""
 
@@ -203,6 +222,9 @@ class Backend(Protocol):
 
     def write(self, variable: Param, value: Tensor) -> None:
         """Overwrite a parameter or slot in place with a native tensor of its shape."""
+
+    def vector(self, tensors: Sequence[Tensor]) -> TensorVector:
+        """A :class:`TensorVector` over ``tensors`` (parameters, gradients or slots)."""
 
     def updating(self) -> AbstractContextManager[Any]:
         """The context an eager update runs in (torch: ``no_grad``)."""

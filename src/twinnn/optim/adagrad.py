@@ -71,11 +71,17 @@ class Adagrad(Optimizer):
         return [clr, o["eps"], o["weight_decay"]]
 
     def _update(
-        self, group: Group, param: Param, grad: Any, slots: dict[str, Param], s: Sequence[Any]
+        self,
+        group: Group,
+        params: list[Param],
+        grads: list[Any],
+        slots: dict[str, list[Param]],
+        s: Sequence[Any],
     ) -> None:
         clr, eps, decay = s
-        impl = self._backend
-        g = grad + decay * param  # a zero decay adds exact zeros: no branch to retrace
-        total = slots["sum"] + g * g
-        impl.write(slots["sum"], total)
-        impl.write(param, param - (clr * g) / (impl.sqrt(total) + eps))
+        vector = self._backend.vector
+        param = vector(params)
+        g = vector(grads) + decay * param  # a zero decay adds exact zeros: no branch
+        total = vector(slots["sum"]) + g * g
+        total.write_to(slots["sum"])
+        (param - (clr * g) / (total.sqrt() + eps)).write_to(params)

@@ -92,26 +92,32 @@ class Adam(Optimizer):
         return [1.0 - b1, b2, 1.0 - b2, math.sqrt(bc2), o["eps"], lr / bc1, decay, 1.0 - lr * decay]
 
     def _update(
-        self, group: Group, param: Param, grad: Any, slots: dict[str, Param], s: Sequence[Any]
+        self,
+        group: Group,
+        params: list[Param],
+        grads: list[Any],
+        slots: dict[str, list[Param]],
+        s: Sequence[Any],
     ) -> None:
         one_minus_b1, b2, one_minus_b2, sqrt_bc2, eps, step_size, decay, shrink = s
-        impl = self._backend
+        vector = self._backend.vector
+        param, grad = vector(params), vector(grads)
         # A zero decay multiplies by exactly 1 or adds exact zeros: no branch on its value, so
         # a traced step stays right when a loaded state or a group changes it.
         if self.DECOUPLED:
             g, param_value = grad, param * shrink
         else:
             g, param_value = grad + decay * param, param
-        m_slot, v_slot = slots["exp_avg"], slots["exp_avg_sq"]
-        m = m_slot + one_minus_b1 * (g - m_slot)
-        v = v_slot * b2 + (one_minus_b2 * g) * g
-        impl.write(m_slot, m)
-        impl.write(v_slot, v)
+        m_old, v_old = vector(slots["exp_avg"]), vector(slots["exp_avg_sq"])
+        m = m_old + one_minus_b1 * (g - m_old)
+        v = v_old * b2 + (one_minus_b2 * g) * g
+        m.write_to(slots["exp_avg"])
+        v.write_to(slots["exp_avg_sq"])
         if group.options["amsgrad"]:
-            v = impl.maximum(slots["max_exp_avg_sq"], v)
-            impl.write(slots["max_exp_avg_sq"], v)
-        denom = impl.sqrt(v) / sqrt_bc2 + eps
-        impl.write(param, param_value - (step_size * m) / denom)
+            v = vector(slots["max_exp_avg_sq"]).maximum(v)
+            v.write_to(slots["max_exp_avg_sq"])
+        denom = v.sqrt() / sqrt_bc2 + eps
+        (param_value - (step_size * m) / denom).write_to(params)
 
 
 class AdamW(Adam):

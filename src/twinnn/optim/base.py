@@ -147,6 +147,15 @@ class Optimizer:
             for g in groups
             for p in g.params
         ]
+        # per group: slot name -> that slot of each of the group's parameters
+        self._group_slots: list[dict[str, list[Param]]] = []
+        start = 0
+        for g in groups:
+            own = self._slots[start : start + len(g.params)]
+            self._group_slots.append(
+                {name: [s[name] for s in own] for name in (own[0] if own else {})}
+            )
+            start += len(g.params)
         self._feed = impl.make_scalar_feed(max(1, self.SCALARS * len(groups)))
         self._step = 0
 
@@ -235,10 +244,16 @@ class Optimizer:
         raise NotImplementedError
 
     def _update(
-        self, group: Group, param: Param, grad: Any, slots: dict[str, Param], s: Sequence[Any]
+        self,
+        group: Group,
+        params: list[Param],
+        grads: list[Any],
+        slots: dict[str, list[Param]],
+        s: Sequence[Any],
     ) -> None:
-        """The update of one parameter: native arithmetic on ``param``, ``grad``, ``slots``
-        and the group's scalars ``s``; writes with ``self._backend.write``."""
+        """The update of one group: arithmetic on :class:`~twinnn.backends.base.TensorVector`
+        s of its ``params``, ``grads`` and ``slots`` (``self._backend.vector(...)``) and its
+        scalars ``s``; writes with ``TensorVector.write_to``."""
         raise NotImplementedError
 
     # --- the update -------------------------------------------------------------------------------
@@ -276,9 +291,9 @@ class Optimizer:
         index = 0
         for gi, g in enumerate(self.param_groups):
             s = scalars[gi * self.SCALARS : (gi + 1) * self.SCALARS]
-            for param in g.params:
-                self._update(g, param, grads[index], self._slots[index], s)
-                index += 1
+            count = len(g.params)
+            self._update(g, g.params, list(grads[index : index + count]), self._group_slots[gi], s)
+            index += count
 
     def _finish(self) -> None:
         self._step += 1

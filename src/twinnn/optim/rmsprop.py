@@ -92,25 +92,29 @@ class RMSprop(Optimizer):
         return [alpha, 1.0 - alpha, o["eps"], group.lr_at(k), o["weight_decay"], momentum]
 
     def _update(
-        self, group: Group, param: Param, grad: Any, slots: dict[str, Param], s: Sequence[Any]
+        self,
+        group: Group,
+        params: list[Param],
+        grads: list[Any],
+        slots: dict[str, list[Param]],
+        s: Sequence[Any],
     ) -> None:
         alpha, one_minus_alpha, eps, lr, decay, momentum = s
-        impl = self._backend
-        g = grad + decay * param  # a zero decay adds exact zeros: no branch to retrace
-        v_slot = slots["square_avg"]
-        v = alpha * v_slot + (one_minus_alpha * g) * g
-        impl.write(v_slot, v)
+        vector = self._backend.vector
+        param = vector(params)
+        g = vector(grads) + decay * param  # a zero decay adds exact zeros: no branch
+        v = alpha * vector(slots["square_avg"]) + (one_minus_alpha * g) * g
+        v.write_to(slots["square_avg"])
         if group.options["centered"]:
-            a_slot = slots["grad_avg"]
-            a = a_slot + one_minus_alpha * (g - a_slot)
-            impl.write(a_slot, a)
-            denom = impl.sqrt(v - a * a) + eps
+            a_old = vector(slots["grad_avg"])
+            a = a_old + one_minus_alpha * (g - a_old)
+            a.write_to(slots["grad_avg"])
+            denom = (v - a * a).sqrt() + eps
         else:
-            denom = impl.sqrt(v) + eps
+            denom = v.sqrt() + eps
         if "momentum_buffer" in slots:
-            b_slot = slots["momentum_buffer"]
-            b = momentum * b_slot + g / denom
-            impl.write(b_slot, b)
-            impl.write(param, param - lr * b)
+            b = momentum * vector(slots["momentum_buffer"]) + g / denom
+            b.write_to(slots["momentum_buffer"])
+            (param - lr * b).write_to(params)
         else:
-            impl.write(param, param - (lr * g) / denom)
+            (param - (lr * g) / denom).write_to(params)

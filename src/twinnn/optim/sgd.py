@@ -114,15 +114,20 @@ class SGD(Optimizer):
         ]
 
     def _update(
-        self, group: Group, param: Param, grad: Any, slots: dict[str, Param], s: Sequence[Any]
+        self,
+        group: Group,
+        params: list[Param],
+        grads: list[Any],
+        slots: dict[str, list[Param]],
+        s: Sequence[Any],
     ) -> None:
         lr, buffer_momentum, grad_weight, decay, g_weight, b_weight = s
-        write = self._backend.write
-        g = grad + decay * param  # a zero decay adds exact zeros: no branch to retrace
+        vector = self._backend.vector
+        p = vector(params)
+        g = vector(grads) + decay * p  # a zero decay adds exact zeros: no branch to retrace
         if "momentum_buffer" in slots:
-            buffer = slots["momentum_buffer"]
-            b = buffer_momentum * buffer + grad_weight * g
-            write(buffer, b)
+            b = buffer_momentum * vector(slots["momentum_buffer"]) + grad_weight * g
+            b.write_to(slots["momentum_buffer"])
             # nesterov: g + momentum * b; else 0 * g + 1 * b == b (exact for finite g)
             g = g * g_weight + b_weight * b
-        write(param, param - lr * g)
+        (p - lr * g).write_to(params)

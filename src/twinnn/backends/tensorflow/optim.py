@@ -62,3 +62,48 @@ def write(variable: Any, value: Any) -> None:
 
 def updating() -> AbstractContextManager[Any]:
     return contextlib.nullcontext()
+
+
+class TensorVector:
+    """A list of tensors with element-wise arithmetic, one TensorFlow op per tensor (inside
+    a traced step they are graph ops; the per-tensor loop costs nothing at run time)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = list(items)
+
+    def _zip(self, other: Any, op: Any) -> TensorVector:
+        if isinstance(other, TensorVector):
+            return TensorVector([op(a, b) for a, b in zip(self.items, other.items, strict=True)])
+        return TensorVector([op(a, other) for a in self.items])
+
+    def __add__(self, other: Any) -> TensorVector:
+        return self._zip(other, lambda a, b: a + b)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> TensorVector:
+        return self._zip(other, lambda a, b: a - b)
+
+    def __mul__(self, other: Any) -> TensorVector:
+        return self._zip(other, lambda a, b: a * b)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> TensorVector:
+        return self._zip(other, lambda a, b: a / b)
+
+    def sqrt(self) -> TensorVector:
+        return TensorVector([tf.sqrt(t) for t in self.items])
+
+    def maximum(self, other: Any) -> TensorVector:
+        return self._zip(other, tf.maximum)
+
+    def write_to(self, variables: Sequence[Any]) -> None:
+        for variable, value in zip(variables, self.items, strict=True):
+            variable.assign(value)
+
+
+def vector(tensors: Sequence[Any]) -> TensorVector:
+    return TensorVector(tensors)

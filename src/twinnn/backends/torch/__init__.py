@@ -42,6 +42,7 @@ from twinnn.backends.torch.optim import (
     maximum,
     sqrt,
     updating,
+    vector,
     write,
 )
 from twinnn.backends.torch.rnn import lstm
@@ -87,6 +88,7 @@ __all__ = [
     "tanh",
     "to_numpy",
     "updating",
+    "vector",
     "visible_gpus",
     "write",
 ]

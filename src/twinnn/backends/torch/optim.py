@@ -73,3 +73,50 @@ def write(variable: torch.Tensor, value: torch.Tensor) -> None:
 
 def updating() -> AbstractContextManager[Any]:
     return torch.no_grad()
+
+
+class TensorVector:
+    """A list of tensors with element-wise arithmetic by multi-tensor (``_foreach``) kernels:
+    one call per operation for every parameter of a group. Each ``_foreach`` operation rounds
+    as the single-tensor one does (no fusion), so results are those of the per-tensor form."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Sequence[torch.Tensor]) -> None:
+        self.items = list(items)
+
+    def _other(self, other: Any) -> Any:
+        return other.items if isinstance(other, TensorVector) else other
+
+    def __add__(self, other: Any) -> TensorVector:
+        return TensorVector(torch._foreach_add(self.items, self._other(other)))
+
+    __radd__ = __add__  # float addition is commutative, bit for bit
+
+    def __sub__(self, other: Any) -> TensorVector:
+        return TensorVector(torch._foreach_sub(self.items, self._other(other)))
+
+    def __mul__(self, other: Any) -> TensorVector:
+        return TensorVector(torch._foreach_mul(self.items, self._other(other)))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> TensorVector:
+        return TensorVector(torch._foreach_div(self.items, self._other(other)))
+
+    def sqrt(self) -> TensorVector:
+        """The correctly rounded square root (see :func:`sqrt`)."""
+        if self.items and self.items[0].device.type == "cuda":
+            return TensorVector(torch._foreach_sqrt(self.items))
+        doubles = [t.double() for t in self.items]
+        return TensorVector([t.float() for t in torch._foreach_sqrt(doubles)])
+
+    def maximum(self, other: Any) -> TensorVector:
+        return TensorVector(torch._foreach_maximum(self.items, other.items))
+
+    def write_to(self, variables: Sequence[torch.Tensor]) -> None:
+        torch._foreach_copy_(list(variables), self.items)
+
+
+def vector(tensors: Sequence[Any]) -> TensorVector:
+    return TensorVector(tensors)
