@@ -83,9 +83,7 @@ class Adam(Optimizer):
     def _scalars(self, group: Group, k: int) -> list[float]:
         o = group.options
         b1, b2 = o["betas"]
-        if isinstance(group.lr, Schedule):
-            cycled = group.lr.momentum(k)
-            b1 = b1 if cycled is None else cycled
+        b1 = group.momentum_at(k, b1)
         lr, t = group.lr_at(k), k + 1
         bc1, bc2 = bias_correction(b1, t), bias_correction(b2, t)
         decay = o["weight_decay"]

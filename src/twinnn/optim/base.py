@@ -62,6 +62,12 @@ class Group:
         """The learning rate of update ``k`` (from 0)."""
         return self.lr(k) if isinstance(self.lr, Schedule) else self.lr
 
+    def momentum_at(self, k: int, momentum: float) -> float:
+        """The momentum (SGD, RMSprop) or beta1 (Adam) of update ``k``: the schedule's where it
+        cycles it (``OneCycleLR(cycle_momentum=True)``, as torch does), else ``momentum``."""
+        cycled = self.lr.momentum(k) if isinstance(self.lr, Schedule) else None
+        return momentum if cycled is None else cycled
+
     def __getitem__(self, key: str) -> Any:
         if key == "lr":
             return self.lr

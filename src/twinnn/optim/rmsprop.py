@@ -85,9 +85,7 @@ class RMSprop(Optimizer):
     def _scalars(self, group: Group, k: int) -> list[float]:
         o = group.options
         momentum = o["momentum"]
-        if isinstance(group.lr, Schedule):
-            cycled = group.lr.momentum(k)
-            momentum = momentum if cycled is None else cycled
+        momentum = group.momentum_at(k, momentum)
         alpha = o["alpha"]
         return [alpha, 1.0 - alpha, o["eps"], group.lr_at(k), o["weight_decay"], momentum]
 

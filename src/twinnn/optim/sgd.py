@@ -99,9 +99,7 @@ class SGD(Optimizer):
     def _scalars(self, group: Group, k: int) -> list[float]:
         o = group.options
         momentum = o["momentum"]
-        if isinstance(group.lr, Schedule):
-            cycled = group.lr.momentum(k)
-            momentum = momentum if cycled is None else cycled
+        momentum = group.momentum_at(k, momentum)
         first = k == 0
         nesterov = o["nesterov"]
         return [
