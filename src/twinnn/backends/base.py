@@ -214,14 +214,8 @@ class Backend(Protocol):
     def sqrt(self, x: Tensor) -> Tensor:
         """The correctly rounded float32 square root (the same bits on every backend)."""
 
-    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
-        """Element-wise maximum."""
-
     def clip(self, x: Tensor, low: float | None, high: float | None) -> Tensor:
         """``x`` clamped to ``[low, high]`` (None: no bound on that side)."""
-
-    def write(self, variable: Param, value: Tensor) -> None:
-        """Overwrite a parameter or slot in place with a native tensor of its shape."""
 
     def vector(self, tensors: Sequence[Tensor]) -> TensorVector:
         """A :class:`TensorVector` over ``tensors`` (parameters, gradients or slots)."""

@@ -123,16 +123,14 @@ def _check_lr(value: object, argument: str) -> float | Schedule:
 
 
 class Optimizer:
-    """Base class: subclasses set ``SLOTS`` and implement ``_check_options``, ``_scalars``
-    and ``_update``.
+    """Base class: subclasses set ``SCALARS`` and implement ``_check_options``,
+    ``_slots_for``, ``_scalars`` and ``_update``.
 
     Attributes:
         param_groups: the groups (names, parameters, ``lr``, options), read-only by contract:
             change the learning rate with :attr:`lr`.
     """
 
-    #: Per-parameter state, by slot name, with its initial value (``"exp_avg": 0.0``).
-    SLOTS: ClassVar[dict[str, float]] = {}
     #: How many float32 scalars one group's update reads.
     SCALARS: ClassVar[int] = 0
 
@@ -232,8 +230,9 @@ class Optimizer:
         return options
 
     def _slots_for(self, group: Group) -> dict[str, float]:
-        """The slots this group's parameters keep (some depend on options: momentum)."""
-        return dict(self.SLOTS)
+        """The slots this group's parameters keep, by name, with their initial value
+        (``{"exp_avg": 0.0}``; some depend on options: momentum)."""
+        return {}
 
     #: What :meth:`_structure` covers, for messages.
     _structure_doc: ClassVar[str] = "which state is kept"

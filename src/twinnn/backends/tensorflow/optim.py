@@ -45,7 +45,6 @@ def make_slot(param: Any, fill: float) -> tf.Variable:
 
 
 sqrt = tf.sqrt
-maximum = tf.maximum
 
 
 def clip(x: Any, low: float | None, high: float | None) -> Any:
@@ -54,10 +53,6 @@ def clip(x: Any, low: float | None, high: float | None) -> Any:
     if high is not None:
         x = tf.minimum(x, tf.constant(high, x.dtype))
     return x
-
-
-def write(variable: Any, value: Any) -> None:
-    variable.assign(value)
 
 
 def updating() -> AbstractContextManager[Any]:

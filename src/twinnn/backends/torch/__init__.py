@@ -39,11 +39,9 @@ from twinnn.backends.torch.optim import (
     clip,
     make_scalar_feed,
     make_slot,
-    maximum,
     sqrt,
     updating,
     vector,
-    write,
 )
 from twinnn.backends.torch.rnn import lstm
 from twinnn.backends.torch.trainer import build_eval_step, build_train_step
@@ -71,7 +69,6 @@ __all__ = [
     "make_parameter",
     "make_scalar_feed",
     "make_slot",
-    "maximum",
     "matmul",
     "mean",
     "relu",
@@ -90,7 +87,6 @@ __all__ = [
     "updating",
     "vector",
     "visible_gpus",
-    "write",
 ]
 
 if TYPE_CHECKING:

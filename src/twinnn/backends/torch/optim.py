@@ -60,15 +60,8 @@ def sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(x.double()).float()
 
 
-maximum = torch.maximum
-
-
 def clip(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
     return torch.clamp(x, low, high)
-
-
-def write(variable: torch.Tensor, value: torch.Tensor) -> None:
-    variable.copy_(value)
 
 
 def updating() -> AbstractContextManager[Any]:
