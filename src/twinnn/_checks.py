@@ -19,7 +19,13 @@ from twinnn.errors import (
 if TYPE_CHECKING:
     from twinnn.backends.base import Backend
 
+#: dtype names (``Backend.dtype_name``) that count as integers: lengths, indices, ``time``.
+INTEGER_DTYPES = frozenset(
+    {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+)
+
 __all__ = [
+    "INTEGER_DTYPES",
     "check_bool",
     "check_float",
     "check_positive_int",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from twinnn import config
-from twinnn._checks import check_bool
+from twinnn._checks import INTEGER_DTYPES, check_bool
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError, describe_shape
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ TENSOR_DTYPES = (
     "float32",
     "float64",
 )
-_INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
 
 Shape = tuple[int | None, ...]
 
@@ -109,12 +108,12 @@ def _axes_arg(axis: object, argument: str) -> list[object] | None:
 
 def _int_tensor(impl: Backend, value: object, name: str, argument: str) -> Any:
     """``value`` as a native integer tensor; floats and bools raise DTypeError (never cut)."""
-    if impl.is_native(value) and impl.dtype_name(value) not in _INT_DTYPES:
+    if impl.is_native(value) and impl.dtype_name(value) not in INTEGER_DTYPES:
         raise DTypeError(
             f"{argument} must hold integers, got a tensor of dtype {impl.dtype_name(value)}"
         )
     tensor_ = impl.convert(value, name)
-    if impl.dtype_name(tensor_) not in _INT_DTYPES:
+    if impl.dtype_name(tensor_) not in INTEGER_DTYPES:
         dtype = np.asarray(value).dtype  # value is an array-like here (convert accepted it)
         raise DTypeError(f"{argument} must hold integers, got {type(value).__name__} of {dtype}")
     return tensor_
@@ -329,7 +328,7 @@ def sequence_mask(lengths: Any, time: int) -> Any:
     """
     impl = config.current()
     if impl.is_native(time):
-        if impl.dtype_name(time) not in _INT_DTYPES or impl.static_shape(time) != ():
+        if impl.dtype_name(time) not in INTEGER_DTYPES or impl.static_shape(time) != ():
             raise DTypeError(
                 f"sequence_mask(time) must be an int or a 0-d integer tensor, got a tensor of "
                 f"dtype {impl.dtype_name(time)} and shape {describe_shape(impl.static_shape(time))}"

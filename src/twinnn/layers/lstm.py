@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 
 from twinnn import initializers as init_
-from twinnn._checks import check_bool, check_positive_int, fill_shapes, require_dims
+from twinnn._checks import (
+    INTEGER_DTYPES,
+    check_bool,
+    check_positive_int,
+    fill_shapes,
+    require_dims,
+)
 from twinnn.backends.base import Backend, LSTMWeights
 from twinnn.errors import (
     ArgumentError,
@@ -21,8 +27,6 @@ from twinnn.errors import (
 from twinnn.module import Module, parameter
 
 __all__ = ["LSTM"]
-
-_INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
 def _initial_values(preset: str, in_size: int, hidden: int) -> list[np.ndarray]:
@@ -162,7 +166,7 @@ class LSTM(Module):
                 values = values.astype(np.int64)
             native = None
         dtype = impl.dtype_name(native) if values is None else str(values.dtype)
-        if dtype not in _INTEGER_DTYPES:
+        if dtype not in INTEGER_DTYPES:
             raise DTypeError(f"{where} must hold integers, got dtype {dtype}")
         if values is not None:
             native = impl.convert(values, "lengths", dtype="int64")
