@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install twinnn with both CPU backends into .venv, then run every check CI runs:
-# ruff, mypy, the test suite on both backends, and the strict docs build.
+# ruff, mypy, import-linter (the import layering), the test suite on both backends, and the
+# strict docs build.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== lint-imports"
+.venv/bin/lint-imports
 if [ -f mkdocs.yml ]; then
     echo "== mkdocs build --strict"
     NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"

@@ -26,7 +26,7 @@ from twinnn import backends as registry
 from twinnn import config
 from twinnn._compare import Comparison, Run, compare_runs, diff_metric
 from twinnn._render import PlotUnavailableError, format_comparison, plot_comparison
-from twinnn._runner import read_reports
+from twinnn._runner import absolute_args, read_reports
 from twinnn.cli import main
 from twinnn.errors import ArgumentError, ArgumentTypeError, ShapeError
 
@@ -135,6 +135,23 @@ def test_diff_metric_nans_and_zero_tolerance() -> None:
     assert diff_metric("x", {0: 1.0, 1: nan}, {0: 1.0, 1: 1.0}, 1e-5, 1e-6).first_bad_step == 1
     exact = diff_metric("x", {0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.0 + 2**-52}, rtol=0.0, atol=0.0)
     assert exact.first_bad_step == 1
+
+
+def test_absolute_args_makes_existing_relative_paths_absolute(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.npz").write_bytes(b"")
+    (tmp_path / "cfg.yaml").write_text("")
+    args = [
+        "data/x.npz", "--data=data/x.npz", "--out", "data", "cfg.yaml", ".",  # existing: absolute
+        "--epochs", "3", "-", "-1", "--name=run1", "new.safetensors", "--save=new.pt",  # kept
+        str(tmp_path / "cfg.yaml"), "",
+    ]  # fmt: skip
+    assert absolute_args(args, tmp_path) == [
+        f"{tmp_path}/data/x.npz", f"--data={tmp_path}/data/x.npz", "--out", f"{tmp_path}/data",
+        f"{tmp_path}/cfg.yaml", str(tmp_path),
+        "--epochs", "3", "-", "-1", "--name=run1", "new.safetensors", "--save=new.pt",
+        str(tmp_path / "cfg.yaml"), "",
+    ]  # fmt: skip
 
 
 def test_read_reports_keeps_the_last_value_and_counts_bad_lines(tmp_path: Path) -> None:
@@ -378,3 +395,63 @@ def test_show_output_prints_the_last_200_lines_of_each_run(tmp_path: Path) -> No
     for backend in ("torch", "tensorflow"):
         shown = re.findall(rf"^{backend} line (\d+)$", proc.stdout, re.MULTILINE)
         assert [int(i) for i in shown] == list(range(100, 300)), backend
+
+
+CHECKPOINTED = """
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import helper  # found through PYTHONPATH=lib, relative to the user's directory
+import twinnn as tn
+
+tn.seed(int(os.environ["TWINNN_SEED"]))
+data = np.load(sys.argv[1])  # a path relative to the user's directory
+x, y = data[:, :3], data[:, 3:]
+model = tn.Linear(3, 1)
+optimizer = tn.SGD(model, lr=0.1)
+resumed = Path("ckpt.safetensors").exists()  # a fixed relative path, in the run's directory
+if resumed:
+    tn.load("ckpt.safetensors", model, optimizer)
+step = tn.train_step(model, tn.mse_loss, optimizer)
+for i in range(5):
+    tn.report(step=i, loss=step(x, y), resumed=float(resumed), scale=helper.SCALE)
+tn.save("ckpt.safetensors", model, optimizer)
+print("cwd", os.getcwd())
+"""
+
+
+@pytest.mark.slow
+def test_compare_runs_each_backend_in_its_own_fresh_directory(tmp_path: Path) -> None:
+    """A script that resumes from ``ckpt.safetensors`` when it exists starts from scratch on
+    both backends (run one after the other: a shared directory would let the second run load
+    the first one's checkpoint), and leaves nothing in the user's directory; the script path,
+    a data file named by a relative path and a relative PYTHONPATH still resolve there."""
+    _needs_both()
+    (tmp_path / "ckpt_script.py").write_text(CHECKPOINTED)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper.py").write_text("SCALE = 2.5\n")
+    np.save(tmp_path / "data.npy", np.random.default_rng(0).standard_normal((8, 4)))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = tmp_path / "c.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "twinnn", "compare", "--sequential", "ckpt_script.py", "data.npy",
+         "--json", "c.json"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": "lib"}, capture_output=True, text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "SAME: 3 metric(s)" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["script"] == "ckpt_script.py" and data["args"] == ["data.npy"]  # as typed
+    for run in data["runs"]:
+        assert run["metrics"]["resumed"]["values"] == [0.0] * 5
+        assert run["metrics"]["scale"]["values"] == [2.5] * 5
+    cwds = [re.search(r"^cwd (.+)$", run["stdout"], re.MULTILINE) for run in data["runs"]]
+    assert all(cwds) and cwds[0] != cwds[1]
+    for match in cwds:
+        assert match is not None and Path(match.group(1)) != tmp_path
+        assert not Path(match.group(1)).exists()  # removed afterwards
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "c.json"])

@@ -32,6 +32,8 @@ TOPICS = [
     "weight decay",
     "mse reduction and broadcasting",
     "weighted mse denominators",
+    "cross-entropy from probabilities",
+    "cross-entropy weights",
     "tf32",
     "onednn",
     "retracing",

@@ -7,6 +7,7 @@ Importing twinnn imports neither framework; the backend chosen by ``TWINNN_BACKE
 from __future__ import annotations
 
 from twinnn import errors, schedules
+from twinnn.autograd import no_grad
 from twinnn.config import (
     allow_tf32,
     backend,
@@ -16,27 +17,66 @@ from twinnn.config import (
     set_device,
     use_backend,
 )
+from twinnn.containers import ModuleDict, ModuleList, ParameterList, Sequential
 from twinnn.fit import fit
 from twinnn.io import load, save
 from twinnn.layers import LSTM, Linear
-from twinnn.losses import mse_loss
-from twinnn.module import Module, ParameterList, parameter
+from twinnn.losses import (
+    binary_cross_entropy,
+    cross_entropy,
+    huber_loss,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+)
+from twinnn.metrics import accuracy
+from twinnn.module import Module, parameter
 from twinnn.ops import (
+    abs,
+    argmax,
+    argmin,
+    cast,
+    clip,
     concat,
+    elu,
+    exp,
+    expand_dims,
+    gelu,
+    leaky_relu,
+    log,
+    log1p,
+    log_softmax,
+    logsumexp,
     matmul,
+    max,
+    maximum,
     mean,
+    min,
+    minimum,
+    one_hot,
     relu,
     reshape,
     sequence_mask,
     sigmoid,
+    silu,
+    softmax,
+    split,
+    sqrt,
+    square,
+    squeeze,
+    stack,
     sum,
+    take,
+    take_along_axis,
     tanh,
     tensor,
     to_numpy,
+    transpose,
+    where,
 )
 from twinnn.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from twinnn.report import report
-from twinnn.training import eval_step, train_step
+from twinnn.training import eval_step, predict_step, train_step
 
 __version__ = "0.1.0"
 
@@ -50,20 +90,50 @@ __all__ = [
     "RMSprop",
     "Linear",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "ParameterList",
+    "Sequential",
     "__version__",
+    "abs",
+    "accuracy",
     "allow_tf32",
+    "argmax",
+    "argmin",
     "backend",
+    "binary_cross_entropy",
+    "cast",
+    "clip",
     "concat",
+    "cross_entropy",
     "device",
+    "elu",
     "errors",
     "eval_step",
+    "exp",
+    "expand_dims",
     "fit",
+    "gelu",
+    "huber_loss",
+    "l1_loss",
+    "leaky_relu",
     "load",
+    "log",
+    "log1p",
+    "log_softmax",
+    "logsumexp",
     "matmul",
+    "max",
+    "maximum",
     "mean",
+    "min",
+    "minimum",
     "mse_loss",
+    "nll_loss",
+    "no_grad",
+    "one_hot",
     "parameter",
+    "predict_step",
     "relu",
     "report",
     "reshape",
@@ -74,10 +144,21 @@ __all__ = [
     "set_backend",
     "set_device",
     "sigmoid",
+    "silu",
+    "softmax",
+    "split",
+    "sqrt",
+    "square",
+    "squeeze",
+    "stack",
     "sum",
+    "take",
+    "take_along_axis",
     "tanh",
     "tensor",
     "to_numpy",
     "train_step",
+    "transpose",
     "use_backend",
+    "where",
 ]

@@ -3,6 +3,13 @@
 Each run is ``python SCRIPT ARGS`` with ``TWINNN_BACKEND``, ``TWINNN_SEED`` and
 ``TWINNN_REPORT_FILE`` set, in its own session (so a timeout also ends the processes it
 started); its stdout and stderr go to files, so a chatty script can never block on a full pipe.
+
+Each run's working directory is its own fresh, empty temporary directory, removed afterwards:
+a file the script writes at a relative path (a checkpoint it reloads if present, say) is
+private to that run and never read by the other backend's run, nor left in the user's
+directory. So that the command means what it meant in the user's directory, the script path,
+every argument that names an existing file or directory (``data.npz``, ``--data=data/x.npz``)
+and every relative ``PYTHONPATH`` entry are made absolute first.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 from twinnn._compare import Run
 from twinnn.report import REPORT_ENV, SEED_ENV
 
-__all__ = ["read_reports", "run_all"]
+__all__ = ["absolute_args", "read_reports", "run_all"]
 
 _TAIL_LINES = 20
 
@@ -45,6 +52,34 @@ def read_reports(path: Path) -> tuple[dict[str, dict[int, float]], int]:
     return metrics, bad
 
 
+def _absolute_if_exists(text: str, cwd: Path) -> str:
+    if not text or os.path.isabs(text) or not os.path.lexists(cwd / text):
+        return text
+    return str(cwd / text)
+
+
+def absolute_args(args: list[str], cwd: Path) -> list[str]:
+    """``args`` with each one that names an existing path relative to ``cwd`` made absolute:
+    a whole argument (``data.npz``, ``out/``), or the value of ``--option=value``; options and
+    anything else are unchanged."""
+    out = []
+    for arg in args:
+        if arg.startswith("-"):
+            option, equals, value = arg.partition("=")
+            out.append(option + equals + _absolute_if_exists(value, cwd) if equals else arg)
+        else:
+            out.append(_absolute_if_exists(arg, cwd))
+    return out
+
+
+def _absolute_pythonpath(value: str, cwd: Path) -> str:
+    """``PYTHONPATH`` with relative entries (an empty one is the current directory) made
+    absolute against ``cwd``."""
+    return os.pathsep.join(
+        entry if os.path.isabs(entry) else str(cwd / entry) for entry in value.split(os.pathsep)
+    )
+
+
 def _tail(text: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
@@ -56,10 +91,17 @@ def run_script(
     *,
     seed: int,
     workdir: Path,
+    cwd: Path,
+    origin: Path,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python SCRIPT ARGS`` with ``TWINNN_BACKEND``, ``TWINNN_SEED`` and the report file
-    set; its stdout and stderr go to files in ``workdir``. Collect it with ``finish``."""
+    """Start ``python SCRIPT ARGS`` in ``cwd`` with ``TWINNN_BACKEND``, ``TWINNN_SEED`` and the
+    report file set; its stdout and stderr go to files in ``workdir``. ``SCRIPT``, the
+    arguments naming existing paths and relative ``PYTHONPATH`` entries are taken relative to
+    ``origin`` (the user's directory) and passed as absolute paths. Collect it with
+    ``finish``."""
     env = dict(os.environ)
+    if "PYTHONPATH" in env:
+        env["PYTHONPATH"] = _absolute_pythonpath(env["PYTHONPATH"], origin)
     env.update(
         {
             "TWINNN_BACKEND": backend,
@@ -72,11 +114,12 @@ def run_script(
         open(workdir / f"{backend}.err", "wb") as err,
     ):
         return subprocess.Popen(
-            [sys.executable, script, *args],
+            [sys.executable, str(origin / script), *absolute_args(args, origin)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
+            cwd=cwd,
             start_new_session=True,  # so a timeout can end the script's own children too
         )
 
@@ -137,17 +180,25 @@ def run_all(
 ) -> list[Run]:
     """Run the script once per backend (at the same time when ``parallel``).
 
-    The scripts run in their own sessions (so a timeout ends their children too); if this
-    process is interrupted, they are killed rather than left running.
+    Each run starts in its own fresh, empty temporary directory; the script path, arguments
+    naming existing paths and relative ``PYTHONPATH`` entries are made absolute against the
+    current directory first (see the module doc). The scripts run in their own sessions (so a
+    timeout ends their children too); if this process is interrupted, they are killed rather
+    than left running.
     """
+    origin = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="twinnn-compare-") as tmp:
         workdir = Path(tmp)
         started: dict[str, tuple[subprocess.Popen[bytes], float, float | None]] = {}
         runs: list[Run] = []
 
         def start(name: str) -> None:
+            cwd = workdir / f"{name}.cwd"
+            cwd.mkdir()
             t0 = time.monotonic()
-            proc = run_script(name, script, args, seed=seed, workdir=workdir)
+            proc = run_script(
+                name, script, args, seed=seed, workdir=workdir, cwd=cwd, origin=origin
+            )
             started[name] = (proc, t0, None if timeout is None else t0 + timeout)
 
         try:

@@ -4,9 +4,9 @@
   backend and device, the GPUs each framework sees, the precision settings and the
   environment.
 - ``twinnn compare [OPTIONS] SCRIPT [ARGS...]``: run ``python SCRIPT ARGS`` once per backend
-  and compare what it reports with ``twinnn.report``. Exit status: 0 the runs agree, 1 they
-  differ beyond ``--rtol``/``--atol``, 2 bad usage, 3 the script failed (or timed out) on a
-  backend.
+  (each run in its own empty temporary directory) and compare what it reports with
+  ``twinnn.report``. Exit status: 0 the runs agree, 1 they differ beyond
+  ``--rtol``/``--atol``, 2 bad usage, 3 the script failed (or timed out) on a backend.
 """
 
 from __future__ import annotations
@@ -263,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
             f"{SEED_ENV} and arguments) and compare the metrics it reports with "
             "twinnn.report(step=..., **metrics). The options below are recognised anywhere "
             "before `--`; every other argument after SCRIPT, and everything after `--`, is "
-            "passed to the script in order."
+            "passed to the script in order. Each run starts in its own empty temporary "
+            "directory; the script path and arguments naming existing files are made "
+            "absolute."
         ),
         epilog=(
             "exit status: 0 same within tolerance, 1 differ, 2 bad usage, "

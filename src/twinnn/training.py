@@ -1,4 +1,12 @@
-"""``train_step`` and ``eval_step``: forward, loss, gradients and update in one call.
+"""``train_step``, ``eval_step`` and ``predict_step``: forward, loss, gradients and update in
+one call.
+
+``train_step`` runs the model in training mode, ``eval_step`` and ``predict_step`` in eval
+mode (every sub-module, whatever ``train()``/``eval()`` set; the modes are put back after the
+forward). With ``outputs=True`` a train or eval step returns ``(loss, outputs)``, ``outputs``
+being what the model returned (logits, an LSTM's carried state, ... any nested tuple, list
+or dict of tensors) -- the same structure the loss function received -- from the same
+forward pass, detached from the gradient.
 
 TensorFlow compiles the step with ``tf.function``: one trace serves every batch size and
 sequence length (all axes but the last are traced as ``None``). torch runs eagerly unless
@@ -33,22 +41,47 @@ from twinnn.module import Module
 from twinnn.optim import Optimizer
 from twinnn.optim.clip import clipper
 
-__all__ = ["eval_step", "train_step"]
+__all__ = ["eval_step", "predict_step", "train_step"]
 
 Step = Callable[..., Any]
 Shape = tuple[int | None, ...]
 
 
-def _loss_of(model: Module, loss_fn: Callable[[Any, Any], Any], impl: Backend) -> Step:
-    """``loss_of(*inputs, target) = loss_fn(model(*inputs), target)``, checked to be a scalar
-    native tensor."""
+def _in_mode(model: Module, training: bool) -> Step:
+    """``forward(*inputs) = model(*inputs)`` with every module of ``model`` in ``training``
+    mode for the call (the modes are put back after it). The modules are listed once, here:
+    build a step after the model is complete."""
+    modules = model.modules()
 
-    def loss_of(*args: Any) -> Any:
+    def forward(*inputs: Any) -> Any:
+        saved = [m.training for m in modules]
+        if all(flag is training for flag in saved):
+            return model(*inputs)
+        for module in modules:
+            object.__setattr__(module, "training", training)
+        try:
+            return model(*inputs)
+        finally:
+            for module, flag in zip(modules, saved, strict=True):
+                object.__setattr__(module, "training", flag)
+
+    return forward
+
+
+def _loss_of(
+    forward: Step, loss_fn: Callable[[Any, Any], Any], impl: Backend, keep_outputs: bool
+) -> Step:
+    """``loss_of(*inputs, target) = (loss_fn(outputs, target), outputs or None)`` with
+    ``outputs = forward(*inputs)``, the loss checked to be a scalar native tensor."""
+
+    def loss_of(*args: Any) -> tuple[Any, Any]:
         if config.is_current(impl):  # no ContextVar in the common case (torch.compile)
-            loss = loss_fn(model(*args[:-1]), args[-1])
+            outputs = forward(*args[:-1])
+            loss = loss_fn(outputs, args[-1])
         else:
             with config.using(impl):
-                loss = loss_fn(model(*args[:-1]), args[-1])
+                outputs = forward(*args[:-1])
+                loss = loss_fn(outputs, args[-1])
         if not impl.is_native(loss):
             raise ArgumentTypeError(
                 "loss_fn must return a scalar native tensor computed from its inputs, got "
@@ -59,38 +92,41 @@ def _loss_of(model: Module, loss_fn: Callable[[Any, Any], Any], impl: Backend) -
             raise ShapeError(
                 f"loss_fn must return a scalar, got shape {describe_shape(impl.static_shape(loss))}"
             )
-        return loss
+        return loss, (outputs if keep_outputs else None)
 
     return loss_of
 
 
-def _arguments_checker(model: Module) -> Callable[[Sequence[Shape]], None]:
-    """``check(shapes)`` for the shapes of a step's arguments ``(*inputs, target)``: their
-    count against ``model.forward``'s signature (looked up once per count), no empty batch."""
+def _arguments_checker(model: Module, target: bool = True) -> Callable[[Sequence[Shape]], None]:
+    """``check(shapes)`` for the shapes of a step's arguments ``(*inputs, target)`` (or
+    ``(*inputs)`` without ``target``): their count against ``model.forward``'s signature
+    (looked up once per count), no empty batch."""
     accepted: set[int] = set()
     signature = inspect.signature(model.forward)
+    call = "step(*inputs, target)" if target else "predict_step(*inputs)"
+    extra = 1 if target else 0
 
     def check(shapes: Sequence[Shape]) -> None:
         count = len(shapes)
         if count not in accepted:
-            if count < 2:
-                raise ArgumentError(
-                    f"step(*inputs, target) needs at least 2 arguments, got {count} (one or "
-                    "more inputs, then the target)"
-                )
+            if count < 1 + extra:
+                needs = "one or more inputs, then the target" if target else "the model's inputs"
+                least = "2 arguments" if target else "1 argument"
+                raise ArgumentError(f"{call} needs at least {least}, got {count} ({needs})")
+            inputs = count - extra
             try:
-                signature.bind(*shapes[:-1])
+                signature.bind(*shapes[:inputs])
             except TypeError as exc:
+                got = f"{inputs} input(s) and a target" if target else f"{inputs} input(s)"
                 raise ArgumentTypeError(
-                    f"step(*inputs, target) got {count - 1} input(s) and a target, but "
-                    f"{type(model).__name__}.forward{signature} does not accept "
-                    f"{count - 1} input(s) ({exc})"
+                    f"{call} got {got}, but {type(model).__name__}.forward{signature} does "
+                    f"not accept {inputs} input(s) ({exc})"
                 ) from None
             accepted.add(count)
         for i, shape in enumerate(shapes):
             if shape and shape[0] == 0:
                 raise ArgumentError(
-                    f"step(*inputs, target): args[{i}] has an empty batch, shape "
+                    f"{call}: args[{i}] has an empty batch, shape "
                     f"{describe_shape(shape)}; a step needs at least one example"
                 )
 
@@ -129,13 +165,14 @@ def train_step(
     allow_unused: bool = False,
     clip_norm: float | None = None,
     clip_value: float | None = None,
+    outputs: bool = False,
 ) -> Step:
-    """Build ``step(*inputs, target) -> loss``.
+    """Build ``step(*inputs, target) -> loss`` (``(loss, outputs)`` with ``outputs=True``).
 
-    One call runs ``pred = model(*inputs)``, ``loss = loss_fn(pred, target)``, the gradients
-    of ``loss`` w.r.t. the optimiser's parameters and the optimiser's update, and returns the
-    loss as a scalar native tensor (no host round trip). Inputs may be NumPy arrays, lists or
-    native tensors.
+    One call runs ``pred = model(*inputs)`` in training mode, ``loss = loss_fn(pred, target)``,
+    the gradients of ``loss`` w.r.t. the optimiser's parameters and the optimiser's update,
+    and returns the loss as a scalar native tensor (no host round trip). Inputs may be NumPy
+    arrays, lists or native tensors.
 
     Args:
         optimizer: a twinnn optimizer (``SGD``, ``Adam``, ...) over parameters of ``model``
@@ -149,11 +186,16 @@ def train_step(
             ``clip_grad_norm_`` formula (see :mod:`twinnn.optim.clip`), inside the step.
         clip_value: clamp every gradient element to ``[-clip_value, clip_value]`` (torch's
             ``clip_grad_value_``). At most one of the two.
+        outputs: also return ``pred``, what the model returned (native tensors in the same
+            nested structure, detached): ``loss, (logits, state) = step(x, state, y)``
+            carries an LSTM state into the next chunk (truncated back-propagation through
+            time) without a second forward pass.
 
     A single step does not check the loss for NaN or inf (neither framework does); ``fit``
     stops on a non-finite loss.
     """
     eager_mode = _check_common(model, loss_fn, eager, jit)
+    keep = check_bool(outputs, "outputs")
     if not isinstance(optimizer, Optimizer):
         raise ArgumentTypeError(
             f"optimizer must be a twinnn optimizer (SGD, Adam, ...), got {type(optimizer).__name__}"
@@ -168,7 +210,7 @@ def train_step(
     clip = clipper(impl, clip_norm, clip_value)
     update = optimizer._apply if clip is None else lambda grads: optimizer._apply(clip(grads))
     return impl.build_train_step(
-        _loss_of(model, loss_fn, impl),
+        _loss_of(_in_mode(model, True), loss_fn, impl, keep),
         optimizer.params,
         update,
         prepare=optimizer._prepare,
@@ -186,13 +228,41 @@ def eval_step(
     *,
     eager: bool | None = None,
     jit: bool = False,
+    outputs: bool = False,
 ) -> Step:
-    """Build ``step(*inputs, target) -> loss``: forward and loss only, no gradients."""
+    """Build ``step(*inputs, target) -> loss`` (``(loss, outputs)`` with ``outputs=True``):
+    the forward in eval mode and the loss, no gradients, nothing updated."""
     eager_mode = _check_common(model, loss_fn, eager, jit)
+    keep = check_bool(outputs, "outputs")
     impl = model._backend
+    loss_of = _loss_of(_in_mode(model, False), loss_fn, impl, keep)
+
+    def evaluate(*args: Any) -> Any:
+        loss, pred = loss_of(*args)
+        return (loss, pred) if keep else loss
+
     return impl.build_eval_step(
-        _loss_of(model, loss_fn, impl),
-        check_args=_arguments_checker(model),
-        eager=eager_mode,
-        jit=jit,
+        evaluate, check_args=_arguments_checker(model), eager=eager_mode, jit=jit
+    )
+
+
+def predict_step(model: Module, *, eager: bool | None = None, jit: bool = False) -> Step:
+    """Build ``step(*inputs) -> outputs``: the forward in eval mode, no gradients, compiled
+    like the other steps (one TensorFlow trace for every batch size and sequence length).
+
+    ``outputs`` is what ``model(*inputs)`` returns (native tensors in the same nested
+    structure). Inputs may be NumPy arrays, lists or native tensors.
+    """
+    eager_mode = _check_common(model, lambda *_: None, eager, jit)
+    impl = model._backend
+    forward = _in_mode(model, False)
+
+    def predict(*inputs: Any) -> Any:
+        if config.is_current(impl):
+            return forward(*inputs)
+        with config.using(impl):
+            return forward(*inputs)
+
+    return impl.build_eval_step(
+        predict, check_args=_arguments_checker(model, target=False), eager=eager_mode, jit=jit
     )

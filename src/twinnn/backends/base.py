@@ -124,7 +124,19 @@ class Backend(Protocol):
         """True for variables made by :meth:`make_parameter`."""
 
     def assign(self, param: Param, value: np.ndarray) -> None:
-        """Overwrite ``param`` in place with ``value`` (same shape)."""
+        """Overwrite ``param`` (or a buffer) in place with ``value`` (same shape and dtype)."""
+
+    def make_buffer(self, value: np.ndarray) -> Tensor:
+        """Non-trainable state holding a copy of ``value`` (its dtype), on the device: a plain
+        tensor (torch) or a ``tf.Variable(trainable=False)``; never a parameter."""
+
+    def write_buffer(self, buffer: Tensor, value: Tensor) -> None:
+        """Overwrite ``buffer`` in place with the native tensor ``value`` (same shape and
+        dtype), outside the gradient; works inside a compiled step."""
+
+    def no_grad(self) -> AbstractContextManager[Any]:
+        """A context in which nothing is recorded for gradients (torch: ``torch.no_grad``;
+        TensorFlow records only under a ``GradientTape``, so nothing to do)."""
 
     # --- ops (NumPy argument names) -------------------------------------------------------------
     def relu(self, x: Tensor) -> Tensor: ...
@@ -145,6 +157,103 @@ class Backend(Protocol):
 
     def sequence_mask(self, lengths: Tensor, time: int | Tensor) -> Tensor:
         """Float32 ``(B, time)`` mask: ``1.0`` where ``t < lengths[b]``, else ``0.0``."""
+
+    # Element-wise math and reductions. Axes are non-negative and checked by the front; the
+    # operands of binary ops have one dtype (Python numbers are taken in that dtype).
+    def exp(self, x: Tensor) -> Tensor:
+        """``e ** x`` element-wise (float32)."""
+
+    def log(self, x: Tensor) -> Tensor:
+        """Natural logarithm element-wise (float32; ``-inf`` at 0, NaN below)."""
+
+    def log1p(self, x: Tensor) -> Tensor:
+        """``log(1 + x)`` element-wise, accurate for small ``x`` (float32)."""
+
+    def abs(self, x: Tensor) -> Tensor:
+        """``|x|`` element-wise, same dtype (signed integers and float32); gradient
+        ``sign(x)`` (0 at 0)."""
+
+    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
+        """Element-wise maximum with NumPy broadcasting; NaN propagates. Gradient: the larger
+        operand gets it, a tie sends half to each (torch's rule, on both backends)."""
+
+    def minimum(self, a: Tensor, b: Tensor) -> Tensor:
+        """Element-wise minimum (ties and NaN as :meth:`maximum`)."""
+
+    def where(self, condition: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """``x`` where the bool ``condition`` holds, else ``y``; the three broadcast (NumPy)."""
+
+    def max(self, x: Tensor, axis: int | Sequence[int] | None, keepdims: bool) -> Tensor:
+        """Maximum over ``axis`` (None: every axis), NaN propagating; the gradient is split
+        evenly among the elements equal to the maximum."""
+
+    def min(self, x: Tensor, axis: int | Sequence[int] | None, keepdims: bool) -> Tensor:
+        """Minimum over ``axis`` (as :meth:`max`)."""
+
+    def argmax(self, x: Tensor, axis: int) -> Tensor:
+        """int64 index of the maximum along ``axis``: the first one among ties, the first NaN
+        if any (NumPy)."""
+
+    def argmin(self, x: Tensor, axis: int) -> Tensor:
+        """int64 index of the minimum along ``axis`` (ties and NaN as :meth:`argmax`)."""
+
+    def logsumexp(self, x: Tensor, axis: int | Sequence[int] | None, keepdims: bool) -> Tensor:
+        """``log(sum(exp(x)))`` over ``axis`` (None: every axis), computed stably (shifted by
+        the maximum); gradient ``softmax``."""
+
+    # Shapes, gathers, dtypes.
+    def transpose(self, x: Tensor, axes: Sequence[int]) -> Tensor:
+        """``x`` with its axes permuted: result axis ``i`` is ``x``'s axis ``axes[i]``."""
+
+    def expand_dims(self, x: Tensor, axis: int) -> Tensor:
+        """``x`` with a size-1 axis inserted at ``axis`` (``0 <= axis <= rank``)."""
+
+    def squeeze(self, x: Tensor, axes: Sequence[int]) -> Tensor:
+        """``x`` without its size-1 ``axes`` (non-empty; each of size 1)."""
+
+    def stack(self, tensors: Sequence[Tensor], axis: int) -> Tensor:
+        """Tensors of one shape ``S`` and dtype joined along a new axis: ``S[:axis] + (N,) +
+        S[axis:]``."""
+
+    def split(self, x: Tensor, sizes: Sequence[int], axis: int) -> list[Tensor]:
+        """``x`` cut along ``axis`` into pieces of ``sizes`` (which sum to that dim)."""
+
+    def take(self, x: Tensor, indices: Tensor, axis: int) -> Tensor:
+        """``np.take``: ``x.shape[:axis] + indices.shape + x.shape[axis+1:]``; ``indices``
+        int32/int64 in ``[0, x.shape[axis])`` (checked by the front). Gradient: scatter-add."""
+
+    def take_along_axis(self, x: Tensor, indices: Tensor, axis: int) -> Tensor:
+        """``np.take_along_axis``: ``x`` and ``indices`` (int32/int64, in range) of one rank,
+        the other axes broadcasting; ``out[..., i, ...] = x[..., indices[..., i, ...], ...]``
+        along ``axis``. Gradient: scatter-add."""
+
+    def one_hot(self, indices: Tensor, depth: int) -> Tensor:
+        """Float32 ``indices.shape + (depth,)``: 1.0 at each index (int32/int64, in range)."""
+
+    def cast(self, x: Tensor, dtype: str) -> Tensor:
+        """``x`` as ``dtype`` (a ``twinnn.ops.TENSOR_DTYPES`` name); float to int truncates
+        toward zero; the gradient flows through float-to-float casts."""
+
+    # Activations (float32 in and out).
+    def softmax(self, x: Tensor, axis: int) -> Tensor:
+        """``exp(x - max) / sum(exp(x - max))`` along ``axis``."""
+
+    def log_softmax(self, x: Tensor, axis: int) -> Tensor:
+        """``x - logsumexp(x)`` along ``axis``, computed stably."""
+
+    def gelu(self, x: Tensor, approximate: bool) -> Tensor:
+        """``x * Phi(x)`` (``0.5 x (1 + erf(x / sqrt 2))``); with ``approximate`` the tanh form
+        ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x**3)))``."""
+
+    def silu(self, x: Tensor) -> Tensor:
+        """``x * sigmoid(x)``."""
+
+    def leaky_relu(self, x: Tensor, negative_slope: float) -> Tensor:
+        """``x`` where ``x > 0``, else ``negative_slope * x`` (gradient ``negative_slope`` at
+        0)."""
+
+    def elu(self, x: Tensor, alpha: float) -> Tensor:
+        """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)`` (gradient ``alpha`` at 0)."""
 
     # --- run-time checks (graph-safe) ------------------------------------------------------
     def assert_dims(
@@ -169,6 +278,12 @@ class Backend(Protocol):
     def assert_nonnegative(self, x: Tensor, error: str, message: str) -> Tensor:
         """Check at run time that every element of ``x`` is ``>= 0`` (NaN fails); on failure
         raise ``twinnn.errors.<error>(message)``. Returns ``x`` (behind the check when traced).
+        """
+
+    def assert_in_range(self, x: Tensor, low: int, high: int, error: str, message: str) -> Tensor:
+        """Check at run time that every element of ``x`` satisfies ``low <= x < high`` (a bound
+        outside ``x``'s dtype range is not checked); on failure raise
+        ``twinnn.errors.<error>(message)``. Returns ``x`` (behind the check when traced).
         """
 
     def divide_no_nan(self, a: Tensor, b: Tensor) -> Tensor:
@@ -220,12 +335,9 @@ class Backend(Protocol):
     def vector(self, tensors: Sequence[Tensor]) -> TensorVector:
         """A :class:`TensorVector` over ``tensors`` (parameters, gradients or slots)."""
 
-    def updating(self) -> AbstractContextManager[Any]:
-        """The context an eager update runs in (torch: ``no_grad``)."""
-
     def build_train_step(
         self,
-        loss_of: Callable[..., Tensor],
+        loss_of: Callable[..., tuple[Tensor, Any]],
         params: Sequence[Param],
         apply_gradients: Callable[[Sequence[Tensor]], None],
         *,
@@ -235,27 +347,29 @@ class Backend(Protocol):
         missing_gradients: Callable[[list[int]], None] | None,
         eager: bool,
         jit: bool,
-    ) -> Callable[..., Tensor]:
-        """A function ``step(*args) -> loss``: converts ``args`` with :meth:`convert`, calls
+    ) -> Callable[..., Any]:
+        """A function ``step(*args)``: converts ``args`` with :meth:`convert`, calls
         ``check_args(shapes)`` with their shapes on the host (every call, before anything
-        runs), runs
-        ``loss = loss_of(*tensors)``, differentiates it w.r.t. ``params`` and calls
-        ``apply_gradients(grads)``; ``prepare()`` runs on the host before the update (every
-        call, after ``check_args``) and ``finish()`` after a successful one. Parameters
-        without a gradient path get zeros when
-        ``missing_gradients`` is None; otherwise it is called with their indices (and raises)
-        before any update -- at trace time where the framework knows it then. Compiled unless
-        ``eager`` (TensorFlow: ``tf.function`` that does not retrace for new leading dims;
-        torch: ``torch.compile`` when ``jit``). A failed graph check is re-raised as the
-        ``twinnn.errors`` class it names.
+        runs), runs ``loss, outputs = loss_of(*tensors)``, differentiates ``loss`` w.r.t.
+        ``params`` and calls ``apply_gradients(grads)``; ``prepare()`` runs on the host before
+        the update (every call, after ``check_args``) and ``finish()`` after a successful one.
+        Returns ``loss`` when ``outputs`` is None, else ``(loss, outputs)`` with ``outputs``
+        (a nested tuple/list/dict of tensors) detached from the gradient. Parameters without a
+        gradient path get zeros when ``missing_gradients`` is None; otherwise it is called
+        with their indices (and raises) before any update -- at trace time where the framework
+        knows it then. Compiled unless ``eager`` (TensorFlow: ``tf.function`` that does not
+        retrace for new leading dims; torch: ``torch.compile`` when ``jit``). A failed graph
+        check is re-raised as the ``twinnn.errors`` class it names.
         """
 
     def build_eval_step(
         self,
-        loss_of: Callable[..., Tensor],
+        forward: Callable[..., Any],
         *,
         check_args: Callable[[Sequence[tuple[int | None, ...]]], None],
         eager: bool,
         jit: bool,
     ) -> Callable[..., Tensor]:
-        """Like :meth:`build_train_step` without gradients or update."""
+        """A function ``step(*args)`` returning ``forward(*tensors)`` (a tensor or a nested
+        tuple/list/dict of tensors), converted and checked like :meth:`build_train_step`'s,
+        without gradients or update."""

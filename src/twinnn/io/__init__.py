@@ -1,8 +1,9 @@
 """Checkpoints: one safetensors file, written atomically, readable under either backend.
 
-File layout (format version 2). Tensors, all float32 in the neutral layout::
+File layout (format version 2). Tensors in the neutral layout, float32 (integer and bool
+buffers keep their dtype)::
 
-    model/<parameter name>              e.g. model/encoder.w_ih_l0   (in, 4H)
+    model/<parameter or buffer name>    e.g. model/encoder.w_ih_l0   (in, 4H)
     optimizer/<slot>/<parameter name>   e.g. optimizer/exp_avg/encoder.w_ih_l0, same shape
 
 String metadata (safetensors ``__metadata__``)::
@@ -11,7 +12,8 @@ String metadata (safetensors ``__metadata__``)::
     twinnn.backend         backend that wrote the file: "torch" or "tensorflow"
     twinnn.version         twinnn version that wrote the file
     twinnn.model           the model's class name (informative only)
-    twinnn.parameters      JSON [[name, [dim, ...]], ...] in named_parameters() order
+    twinnn.parameters      JSON [[name, [dim, ...]], ...] in state_dict() order (parameters,
+                           then persistent buffers)
     twinnn.optimizer       JSON {"type": "Adam", "step": k, "param_groups": [{"params":
                            [names], "lr": float or {"schedule": {...}}, options...}]}
                            (only with an optimizer: its ``state_dict()`` less the slots)
@@ -101,7 +103,8 @@ def save(
     from twinnn import __version__
 
     state = model.state_dict()
-    tensors = {_MODEL + name: np.ascontiguousarray(a) for name, a in state.items()}
+    # np.array(order="C"), not np.ascontiguousarray, which makes a 0-d array 1-d
+    tensors = {_MODEL + name: np.array(a, order="C") for name, a in state.items()}
     header: dict[str, str] = {
         "twinnn.format_version": str(FORMAT_VERSION),
         "twinnn.backend": model.backend,
@@ -115,7 +118,7 @@ def save(
         header["twinnn.optimizer"] = json.dumps(spec)
         for name, slots in opt["state"].items():
             for slot, value in slots.items():
-                tensors[f"{_OPTIMIZER}{slot}/{name}"] = np.ascontiguousarray(value, np.float32)
+                tensors[f"{_OPTIMIZER}{slot}/{name}"] = np.array(value, np.float32, order="C")
     header.update({_USER + k: v for k, v in user.items()})
     atomic_write(target, safetensors.numpy.save(tensors, metadata=header))
 
@@ -228,10 +231,18 @@ def _shape_problems(
 
 
 def _model_problems(ckpt: Checkpoint, model: Module) -> list[str]:
-    shape_of = model._backend.static_shape
-    current = {n: shape_of(p) for n, p in model.named_parameters()}
+    impl = model._backend
+    targets = dict(model._state_items())
+    current = {n: impl.static_shape(t) for n, t in targets.items()}
     saved = {n: a.shape for n, a in ckpt.parameters.items()}
-    return _shape_problems("parameters", saved, current)
+    problems = _shape_problems("parameters", saved, current)
+    for name, array in ckpt.parameters.items():
+        if name in targets and array.dtype.name != impl.dtype_name(targets[name]):
+            problems.append(
+                f"tensor {name!r}: the file has dtype {array.dtype}, this one "
+                f"{impl.dtype_name(targets[name])}"
+            )
+    return problems
 
 
 def _optimizer_problems(ckpt: Checkpoint, optimizer: Optimizer) -> list[str]:

@@ -228,14 +228,23 @@ def _json(meta: dict[str, str], key: str, where: str) -> Any:
     return _decode_json(meta[key], where, f"metadata {key!r}")
 
 
+#: dtypes of model tensors: float32 parameters and buffers, integer and bool buffers.
+_MODEL_DTYPES = ("float32", "int32", "int64", "bool")
+
+
 def _take(
-    tensors: dict[str, np.ndarray], key: str, shape: tuple[int, ...], where: str
+    tensors: dict[str, np.ndarray],
+    key: str,
+    shape: tuple[int, ...],
+    where: str,
+    dtypes: tuple[str, ...] = ("float32",),
 ) -> np.ndarray:
     if key not in tensors:
         _corrupt(where, f"tensor {key!r} is listed in its metadata but missing")
     array = tensors[key]
-    if array.dtype != np.float32:
-        _corrupt(where, f"tensor {key!r} has dtype {array.dtype}, expected float32")
+    if array.dtype.name not in dtypes:
+        expected = " or ".join(dtypes)
+        _corrupt(where, f"tensor {key!r} has dtype {array.dtype}, expected {expected}")
     if array.shape != shape:
         _corrupt(
             where,
@@ -259,7 +268,10 @@ def _parameters_of(
     )
     if not ok:
         _corrupt(where, "metadata 'twinnn.parameters' is not a list of [name, shape]")
-    return {name: _take(tensors, _MODEL + name, tuple(shape), where) for name, shape in listing}
+    return {
+        name: _take(tensors, _MODEL + name, tuple(shape), where, _MODEL_DTYPES)
+        for name, shape in listing
+    }
 
 
 def _optimizer_of(

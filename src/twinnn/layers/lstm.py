@@ -202,8 +202,17 @@ class LSTM(Module):
                 "got {x}"
             )
             shape = impl.static_shape(tensor)
-            if len(shape) != 3 or shape[0] != layers or shape[2] != self.hidden_size:
+            known_layers = shape[0] if len(shape) == 3 else None
+            if (
+                len(shape) != 3
+                or known_layers not in (layers, None)
+                or shape[2] != self.hidden_size
+            ):
                 raise ShapeError(fill_shapes(template, shape, impl.static_shape(x)))
+            if known_layers is None:  # a state carried into a compiled TF step: check at run time
+                like = impl.convert(np.zeros((layers,), np.float32), "layers")
+                own = template.replace("batch of x {y}", "batch")
+                tensor, _ = require_dims(impl, tensor, like, [(0, 0)], own)
             tensor, _ = require_dims(impl, tensor, x, [(1, 0)], template)
             pair.append(tensor)
         return pair[0], pair[1]

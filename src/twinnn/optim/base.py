@@ -332,7 +332,7 @@ class Optimizer:
                 )
             checked.append(tensor)
         self._prepare()
-        with impl.updating():
+        with impl.no_grad():
             self._apply(checked)
         self._finish()
 

@@ -112,3 +112,22 @@ def assert_nonnegative(x: Any, error: str, message: str) -> Any:
 
 def divide_no_nan(a: Any, b: Any) -> Any:
     return tf.math.divide_no_nan(a, b)
+
+
+def assert_in_range(x: Any, low: int, high: int, error: str, message: str) -> Any:
+    if not value_checks_enabled():
+        return x
+    values = tf.cast(x, tf.int32) if x.dtype.is_bool else x
+    checks = []
+    if values.dtype.is_floating or low > values.dtype.min:
+        checks.append(values >= tf.constant(low, values.dtype))
+    if values.dtype.is_floating or high <= values.dtype.max:
+        checks.append(values < tf.constant(high, values.dtype))
+    if not checks:
+        return x
+    ok = tf.reduce_all(tf.logical_and(*checks) if len(checks) == 2 else checks[0])
+    if tf.executing_eagerly():
+        if not bool(ok):
+            raise BY_NAME[error](message)
+        return x
+    return _gated(graph_check(ok, error, message, []), [x])[0]

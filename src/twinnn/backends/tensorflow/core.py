@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -156,11 +158,24 @@ def make_parameter(value: np.ndarray) -> tf.Variable:
 
 
 def is_parameter(x: object) -> bool:
-    return isinstance(x, tf.Variable)
+    return isinstance(x, tf.Variable) and bool(x.trainable)
 
 
 def assign(param: Any, value: np.ndarray) -> None:
-    param.assign(np.asarray(value, dtype=np.float32))
+    param.assign(np.asarray(value, dtype=param.dtype.as_numpy_dtype))
+
+
+def make_buffer(value: np.ndarray) -> tf.Variable:
+    with tf.device(_tf_device):
+        return tf.Variable(np.array(value), trainable=False)
+
+
+def write_buffer(buffer: tf.Variable, value: Any) -> None:
+    buffer.assign(tf.stop_gradient(value))
+
+
+def no_grad() -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 # --- ops ----------------------------------------------------------------------------------------

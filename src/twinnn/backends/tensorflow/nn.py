@@ -21,3 +21,34 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
     if bias is None:
         return y
     return tf.nn.bias_add(y, bias) if x.shape.rank >= 2 else y + bias
+
+
+# --- activations ----------------------------------------------------------------------------
+
+
+def softmax(x: Any, axis: int) -> Any:
+    return tf.nn.softmax(x, axis=axis)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return tf.nn.log_softmax(x, axis=axis)
+
+
+def gelu(x: Any, approximate: bool) -> Any:
+    return tf.nn.gelu(x, approximate=approximate)
+
+
+def silu(x: Any) -> Any:
+    return tf.nn.silu(x)
+
+
+def leaky_relu(x: Any, negative_slope: float) -> Any:
+    return tf.nn.leaky_relu(x, alpha=negative_slope)
+
+
+def elu(x: Any, alpha: float) -> Any:
+    # Not tf.nn.elu: its kernel computes exp(x) - 1 (relative error up to 2e-4 near 0, where
+    # torch's expm1 is exact to float32 rounding) and has no alpha. The min keeps the branch
+    # not taken finite, so its zero gradient stays zero (no 0 * inf); gradient alpha at 0.
+    negative = alpha * tf.math.expm1(tf.minimum(x, tf.zeros([], x.dtype)))
+    return tf.where(x > 0, x, negative)

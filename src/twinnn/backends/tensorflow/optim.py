@@ -8,9 +8,7 @@ the square root (``tf.sqrt`` is correctly rounded).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -53,10 +51,6 @@ def clip(x: Any, low: float | None, high: float | None) -> Any:
     if high is not None:
         x = tf.minimum(x, tf.constant(high, x.dtype))
     return x
-
-
-def updating() -> AbstractContextManager[Any]:
-    return contextlib.nullcontext()
 
 
 class TensorVector:

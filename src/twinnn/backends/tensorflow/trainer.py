@@ -74,8 +74,10 @@ class CompiledStep:
         jit: bool,
         prepare: Callable[[], None] = lambda: None,
         finish: Callable[[], None] = lambda: None,
+        pair: bool = False,
     ) -> None:
         self._body = body
+        self._pair = pair
         self._prepare = prepare
         self._finish = finish
         self._diagnose = diagnose
@@ -120,7 +122,7 @@ class CompiledStep:
             if self._eager:
                 result = self._body(*tensors)
                 self._finish()
-                return result
+                return self._result(result)
             try:
                 caller = self._caller_for(tensors, shapes)
             except TwinnnError:
@@ -134,7 +136,13 @@ class CompiledStep:
                 raise_graph_check(exc.message)
                 raise
             self._finish()
-            return result
+            return self._result(result)
+
+    def _result(self, result: Any) -> Any:
+        # A train step's body returns (loss, outputs or None): the loss alone when None.
+        if self._pair and result[1] is None:
+            return result[0]
+        return result
 
 
 def _traced_shape(shape: Shape, jit: bool) -> Shape:
@@ -167,7 +175,7 @@ def build_train_step(
 
     def body(*args: Any) -> Any:
         with tf.GradientTape() as tape:
-            loss = loss_of(*args)
+            loss, outputs = loss_of(*args)
         grads = tape.gradient(loss, params)
         if missing_gradients is not None:  # known while tracing: no run-time cost
             missing = [i for i, g in enumerate(grads) if g is None]
@@ -176,16 +184,16 @@ def build_train_step(
         apply_gradients(
             [tf.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
         )
-        return loss
+        return loss, outputs
 
-    return CompiledStep(body, loss_of, check_args, eager, jit, prepare, finish)
+    return CompiledStep(body, loss_of, check_args, eager, jit, prepare, finish, pair=True)
 
 
 def build_eval_step(
-    loss_of: Callable[..., Any],
+    forward: Callable[..., Any],
     *,
     check_args: Callable[[Sequence[Shape]], None],
     eager: bool,
     jit: bool,
 ) -> CompiledStep:
-    return CompiledStep(loss_of, loss_of, check_args, eager, jit)
+    return CompiledStep(forward, forward, check_args, eager, jit)

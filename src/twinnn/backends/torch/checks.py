@@ -45,3 +45,31 @@ def assert_nonnegative(x: torch.Tensor, error: str, message: str) -> torch.Tenso
 def divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     nonzero = b != 0
     return torch.where(nonzero, a / torch.where(nonzero, b, torch.ones_like(b)), 0.0)
+
+
+def _within(x: torch.Tensor, low: int, high: int) -> torch.Tensor | None:
+    """The bool ``low <= x < high`` for every element, bounds outside ``x``'s dtype skipped
+    (every value of the dtype satisfies them); None when neither bound is checked."""
+    info = torch.iinfo(x.dtype) if not (x.is_floating_point() or x.dtype == torch.bool) else None
+    checks = []
+    if info is None or low > info.min:
+        checks.append(x >= low)
+    if info is None or high <= info.max:
+        checks.append(x < high)
+    if not checks:
+        return None
+    return (checks[0] & checks[1] if len(checks) == 2 else checks[0]).all()
+
+
+def assert_in_range(x: torch.Tensor, low: int, high: int, error: str, message: str) -> torch.Tensor:
+    if x.numel() == 0:
+        return x
+    ok = _within(x, low, high)
+    if ok is None:
+        return x
+    if x.device.type != "cpu":
+        torch._assert_async(ok, message)
+        return x
+    if not bool(ok):
+        raise BY_NAME[error](message)
+    return x

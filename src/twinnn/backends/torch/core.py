@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -166,7 +167,20 @@ def is_parameter(x: object) -> bool:
 
 def assign(param: Any, value: np.ndarray) -> None:
     with torch.no_grad():
-        param.copy_(torch.as_tensor(np.asarray(value, dtype=np.float32)))
+        param.copy_(torch.as_tensor(np.asarray(value, dtype=np.dtype(dtype_name(param)))))
+
+
+def make_buffer(value: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(value, order="C")).to(_device)
+
+
+def write_buffer(buffer: torch.Tensor, value: torch.Tensor) -> None:
+    with torch.no_grad():
+        buffer.copy_(value.detach())
+
+
+def no_grad() -> AbstractContextManager[Any]:
+    return torch.no_grad()
 
 
 # --- ops ----------------------------------------------------------------------------------------

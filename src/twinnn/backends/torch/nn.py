@@ -14,3 +14,35 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
     if x.dim() == 2:
         return torch.addmm(bias, x, weight)
     return torch.matmul(x, weight) + bias
+
+
+# --- activations ----------------------------------------------------------------------------
+
+
+def softmax(x: Any, axis: int) -> Any:
+    return torch.softmax(x, dim=axis)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return torch.log_softmax(x, dim=axis)
+
+
+def gelu(x: Any, approximate: bool) -> Any:
+    if approximate:
+        return torch.nn.functional.gelu(x, approximate="tanh")
+    # TensorFlow's form, 0.5 x erfc(-x / sqrt 2): torch's fused kernel computes 1 + erf(...),
+    # which cancels for x < -3 (relative error 4e-4 at x = -3.8, 0 instead of -1e-11 at -7;
+    # absolute up to 1.1e-6). Measured cost on CPU: 2.9x the fused kernel, forward + backward.
+    return 0.5 * x * torch.special.erfc(x * -0.7071067811865476)
+
+
+def silu(x: Any) -> Any:
+    return torch.nn.functional.silu(x)
+
+
+def leaky_relu(x: Any, negative_slope: float) -> Any:
+    return torch.nn.functional.leaky_relu(x, negative_slope)
+
+
+def elu(x: Any, alpha: float) -> Any:
+    return torch.nn.functional.elu(x, alpha)

@@ -9,7 +9,6 @@ square root.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -62,10 +61,6 @@ def sqrt(x: torch.Tensor) -> torch.Tensor:
 
 def clip(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
     return torch.clamp(x, low, high)
-
-
-def updating() -> AbstractContextManager[Any]:
-    return torch.no_grad()
 
 
 class TensorVector:

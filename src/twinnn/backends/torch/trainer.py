@@ -23,6 +23,22 @@ def _convert_all(args: tuple[Any, ...]) -> list[Any]:
     return [convert(a, f"args[{i}]") for i, a in enumerate(args)]
 
 
+def _detached(value: Any, depth: int = 0) -> Any:
+    """``value`` (a tensor or a nested tuple/list/dict of them) detached from the graph."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if depth > 32:
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_detached(v, depth + 1) for v in value]
+        if isinstance(value, list):
+            return items
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, dict):
+        return {k: _detached(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def _gradients(
     loss: torch.Tensor,
     params: tuple[torch.Tensor, ...],
@@ -41,7 +57,7 @@ def _gradients(
 
 
 def build_train_step(
-    loss_of: Callable[..., Any],
+    loss_of: Callable[..., tuple[Any, Any]],
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
@@ -59,24 +75,26 @@ def build_train_step(
         tensors = _convert_all(args)
         check_args([tuple(t.shape) for t in tensors])
         prepare()
-        loss = forward(*tensors)
+        loss, outputs = forward(*tensors)
         grads = _gradients(loss, params, missing_gradients)
         with torch.no_grad():
             apply_gradients(grads)
         finish()
-        return loss.detach()
+        if outputs is None:
+            return loss.detach()
+        return loss.detach(), _detached(outputs)
 
     return step
 
 
 def build_eval_step(
-    loss_of: Callable[..., Any],
+    forward: Callable[..., Any],
     *,
     check_args: Callable[[Sequence[tuple[int, ...]]], None],
     eager: bool,
     jit: bool,
 ) -> Callable[..., Any]:
-    forward = _compiled(loss_of, jit and not eager)
+    forward = _compiled(forward, jit and not eager)
 
     @torch.no_grad()
     def step(*args: Any) -> Any:

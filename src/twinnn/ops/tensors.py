@@ -1,48 +1,28 @@
-"""Neutral tensor helpers with NumPy argument names (``axis``, ``keepdims``, never ``dim``).
-
-Each accepts NumPy arrays, Python lists and native tensors of the current backend and returns
-a native tensor (``torch.Tensor`` / ``tf.Tensor``) on the current device.
-
-Arguments are checked here, once for both backends, against the shapes known before the op
-runs (host-side Python, no device work); a bad axis, shape or dtype raises the same
-``twinnn.errors`` exception with the same message on both backends. Inside a traced
-TensorFlow graph, dims unknown while tracing are not checked.
-
-Float ops (``relu``, ``tanh``, ``sigmoid``, ``matmul``, ``mean``) cast integer and bool inputs
-to float32 on both backends; a native floating tensor that is not float32 (float64, say) is
-refused with :class:`~twinnn.errors.DTypeError` rather than cast silently.
-"""
+"""Tensors and the first ops: ``tensor``, ``to_numpy``, ``relu``, ``tanh``, ``sigmoid``,
+``matmul``, ``concat``, ``reshape``, ``mean``, ``sum``, ``sequence_mask``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from twinnn import config
 from twinnn._checks import INTEGER_DTYPES, check_bool
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError, describe_shape
-
-if TYPE_CHECKING:
-    from twinnn.backends.base import Backend
-
-__all__ = [
-    "TENSOR_DTYPES",
-    "concat",
-    "matmul",
-    "mean",
-    "relu",
-    "reshape",
-    "sequence_mask",
-    "sigmoid",
-    "sum",
-    "tanh",
-    "tensor",
-    "to_numpy",
-]
+from twinnn.ops._args import (
+    as_int,
+    axes_arg,
+    axis_of,
+    describe,
+    drop_axes,
+    int_tensor,
+    is_int,
+    reduced_axes,
+    require_one_dtype,
+)
 
 #: The dtypes :func:`tensor` makes (both frameworks support each fully).
 TENSOR_DTYPES = (
@@ -57,86 +37,13 @@ TENSOR_DTYPES = (
     "float64",
 )
 
-Shape = tuple[int | None, ...]
-
-
-# --- argument checks (host-side, static shapes) -------------------------------------------------
-
-
-def _as_int(value: object) -> int | None:
-    """``value`` as an int when it is one (``np.int64`` too, ``bool`` not), else None."""
-    if isinstance(value, Integral) and not isinstance(value, bool):
-        return int(value)
-    return None
-
-
-def _is_int(value: object) -> bool:
-    return _as_int(value) is not None
-
-
-def _describe(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _axis(value: object, shape: Shape, argument: str, of: str) -> int:
-    """``value`` as a non-negative axis of a tensor ``of`` with static ``shape``."""
-    index = _as_int(value)
-    if index is None:
-        raise ArgumentTypeError(f"{argument} must be an int, got {_describe(value)}")
-    rank = len(shape)
-    if not -rank <= index < rank:
-        allowed = f"-{rank} <= axis < {rank}" if rank else "a 0-d tensor has no axes"
-        raise ArgumentError(
-            f"{argument} must be an axis of {of} of shape {describe_shape(shape)} "
-            f"({allowed}), got {index}"
-        )
-    return index % rank
-
-
-def _axes_arg(axis: object, argument: str) -> list[object] | None:
-    """Type check of an ``axis`` argument (None, an int or a list/tuple of ints)."""
-    if axis is None:
-        return None
-    if _is_int(axis):
-        return [axis]
-    if isinstance(axis, (list, tuple)) and all(_is_int(a) for a in axis):
-        return list(axis)
-    raise ArgumentTypeError(
-        f"{argument} must be None, an int or a list/tuple of ints, got {_describe(axis)}"
-    )
-
-
-def _int_tensor(impl: Backend, value: object, name: str, argument: str) -> Any:
-    """``value`` as a native integer tensor; floats and bools raise DTypeError (never cut)."""
-    if impl.is_native(value) and impl.dtype_name(value) not in INTEGER_DTYPES:
-        raise DTypeError(
-            f"{argument} must hold integers, got a tensor of dtype {impl.dtype_name(value)}"
-        )
-    tensor_ = impl.convert(value, name)
-    if impl.dtype_name(tensor_) not in INTEGER_DTYPES:
-        dtype = np.asarray(value).dtype  # value is an array-like here (convert accepted it)
-        raise DTypeError(f"{argument} must hold integers, got {type(value).__name__} of {dtype}")
-    return tensor_
-
-
-def _drop_axes(impl: Backend, x: Any, axes: tuple[int, ...]) -> Any:
-    """``x`` without its size-1 ``axes`` (non-negative): a reshape when the shape is known, a
-    sum over the size-1 axes (exact) when tracing leaves dims unknown."""
-    shape = impl.static_shape(x)
-    if None in shape:
-        return impl.sum(x, axes, False)
-    return impl.reshape(x, [int(d or 0) for i, d in enumerate(shape) if i not in axes])
-
-
-# --- ops ----------------------------------------------------------------------------------------
-
 
 def tensor(data: Any, dtype: str = "float32") -> Any:
     """A native tensor of ``dtype`` (one of :data:`TENSOR_DTYPES`) holding ``data``, on the
     current device."""
     if not isinstance(dtype, (str, np.dtype, type)):
         raise ArgumentTypeError(
-            f"tensor(dtype) must be a dtype name such as 'float32', got {_describe(dtype)}"
+            f"tensor(dtype) must be a dtype name such as 'float32', got {describe(dtype)}"
         )
     try:
         name: str | None = np.dtype(dtype).name
@@ -205,7 +112,7 @@ def matmul(a: Any, b: Any) -> Any:
     )
     rank = len(impl.static_shape(out))
     added = (rank - 2,) * (len(shape_a) == 1) + (rank - 1,) * (len(shape_b) == 1)
-    return _drop_axes(impl, out, added)
+    return drop_axes(impl, out, added)
 
 
 def concat(tensors: Sequence[Any], axis: int = -1) -> Any:
@@ -219,8 +126,8 @@ def concat(tensors: Sequence[Any], axis: int = -1) -> Any:
         raise ArgumentError(
             f"concat(tensors) must hold at least one tensor, got an empty {type(tensors).__name__}"
         )
-    if not _is_int(axis):
-        raise ArgumentTypeError(f"concat(axis) must be an int, got {_describe(axis)}")
+    if not is_int(axis):
+        raise ArgumentTypeError(f"concat(axis) must be an int, got {describe(axis)}")
     converted = [impl.convert(t, f"tensors[{i}]") for i, t in enumerate(tensors)]
     shapes = [impl.static_shape(t) for t in converted]
     first = shapes[0]
@@ -232,7 +139,7 @@ def concat(tensors: Sequence[Any], axis: int = -1) -> Any:
                 f"concat(tensors) must hold tensors of one rank, got tensors[0] of shape "
                 f"{describe_shape(first)} and tensors[{i}] of shape {describe_shape(shape)}"
             )
-    dim = _axis(axis, first, "concat(axis)", "the tensors")
+    dim = axis_of(axis, first, "concat(axis)", "the tensors")
     for i, shape in enumerate(shapes):
         for d, (size, size0) in enumerate(zip(shape, first, strict=True)):
             if d != dim and size is not None and size0 is not None and size != size0:
@@ -241,30 +148,24 @@ def concat(tensors: Sequence[Any], axis: int = -1) -> Any:
                     f"of shape {describe_shape(first)} and tensors[{i}] of shape "
                     f"{describe_shape(shape)} (dim {d})"
                 )
-    dtypes = [impl.dtype_name(t) for t in converted]
-    for i, dtype in enumerate(dtypes):
-        if dtype != dtypes[0]:
-            raise DTypeError(
-                f"concat(tensors) must hold tensors of one dtype, got tensors[0] of dtype "
-                f"{dtypes[0]} and tensors[{i}] of dtype {dtype}"
-            )
+    require_one_dtype(impl, converted, "concat(tensors)")
     return impl.concat(converted, dim)
 
 
 def reshape(x: Any, shape: int | Sequence[int]) -> Any:
     """``x`` with a new shape of the same size (one ``-1`` allowed, inferred)."""
     impl = config.current()
-    dims = [shape] if _is_int(shape) else shape
+    dims = [shape] if is_int(shape) else shape
     if not isinstance(dims, (list, tuple)):
         raise ArgumentTypeError(
-            f"reshape(shape) must be an int or a list/tuple of ints, got {_describe(shape)}"
+            f"reshape(shape) must be an int or a list/tuple of ints, got {describe(shape)}"
         )
     new: list[int] = []
     for d in dims:
-        value = _as_int(d)
+        value = as_int(d)
         if value is None:
             raise ArgumentTypeError(
-                f"reshape(shape) must hold ints, got {_describe(d)} in {tuple(dims)!r}"
+                f"reshape(shape) must hold ints, got {describe(d)} in {tuple(dims)!r}"
             )
         new.append(value)
     if any(d < -1 for d in new) or new.count(-1) > 1:
@@ -285,26 +186,13 @@ def reshape(x: Any, shape: int | Sequence[int]) -> Any:
     return impl.reshape(x, new)
 
 
-def _reduced_axes(
-    op: str, shape: Shape, items: list[object] | None, axis: object
-) -> tuple[int, ...] | None:
-    """The non-negative axes ``mean``/``sum`` reduce (None: all; ``()``: none)."""
-    if items is None:
-        return None
-    axes = [_axis(a, shape, f"{op}(axis)", "x") for a in items]
-    for position, a in enumerate(axes):
-        if a in axes[:position]:
-            raise ArgumentError(f"{op}(axis) must not repeat an axis, got {axis!r} (axis {a})")
-    return tuple(axes)
-
-
 def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
     """Mean over ``axis`` (all axes when None, none when ``()``), as float32."""
     impl = config.current()
     keep = check_bool(keepdims, "mean(keepdims)")
-    items = _axes_arg(axis, "mean(axis)")
+    items = axes_arg(axis, "mean(axis)")
     x = impl.convert_float(x, "x")
-    axes = _reduced_axes("mean", impl.static_shape(x), items, axis)
+    axes = reduced_axes("mean", impl.static_shape(x), items, axis)
     # torch reads dim=() as "every axis", TensorFlow as "no axis": NumPy's is the latter.
     return x if axes == () else impl.mean(x, axes, keep)
 
@@ -313,9 +201,9 @@ def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False)
     """Sum over ``axis`` (all axes when None, none when ``()``), in ``x``'s dtype."""
     impl = config.current()
     keep = check_bool(keepdims, "sum(keepdims)")
-    items = _axes_arg(axis, "sum(axis)")
+    items = axes_arg(axis, "sum(axis)")
     x = impl.convert(x, "x")
-    axes = _reduced_axes("sum", impl.static_shape(x), items, axis)
+    axes = reduced_axes("sum", impl.static_shape(x), items, axis)
     return x if axes == () else impl.sum(x, axes, keep)
 
 
@@ -334,13 +222,13 @@ def sequence_mask(lengths: Any, time: int) -> Any:
                 f"dtype {impl.dtype_name(time)} and shape {describe_shape(impl.static_shape(time))}"
             )
     else:
-        steps = _as_int(time)
+        steps = as_int(time)
         if steps is None:
-            raise ArgumentTypeError(f"sequence_mask(time) must be an int, got {_describe(time)}")
+            raise ArgumentTypeError(f"sequence_mask(time) must be an int, got {describe(time)}")
         if steps < 0:
             raise ArgumentError(f"sequence_mask(time) must be >= 0, got {steps}")
         time = steps
-    values = _int_tensor(impl, lengths, "lengths", "sequence_mask(lengths)")
+    values = int_tensor(impl, lengths, "lengths", "sequence_mask(lengths)")
     shape = impl.static_shape(values)
     if len(shape) != 1:
         raise ShapeError(
