@@ -17,3 +17,7 @@ SCHEMA_VERSION = 1
 #: Backends and the implementations measured on each, in table order.
 BACKENDS = ("torch", "tensorflow")
 IMPLEMENTATIONS = ("twinnn", "native", "keras3")
+
+#: (workload with dropout, the same workload without): when a run has both, they are timed in
+#: the same interleaved rounds, and the report gives their difference, the cost of dropout.
+DROPOUT_PAIRS = (("lm_lstm", "lm_lstm_nodrop"),)

@@ -4,6 +4,19 @@
 import). The LSTM model takes ``[x, lengths]`` and builds its mask from the lengths inside
 the model (``arange(T) < lengths``), so Keras sees the same explicit mask as the native code.
 ``compile()`` keeps Keras' defaults (``jit_compile="auto"``), which is what a user gets.
+
+lm: a functional model ``Embedding -> Dropout -> LSTM -> Dropout -> LSTM -> Dropout -> Dense``
+on ``keras.Input(batch_shape=(B, T))``, compiled with ``SGD(lr, global_clipnorm=0.25)`` and
+``SparseCategoricalCrossentropy(from_logits=True)``. The state is carried the Keras way, with
+``LSTM(stateful=True)``: each layer keeps its final state in non-trainable variables and starts
+the next batch from them (no gradient flows into the previous batch: truncated BPTT, as the
+native code). ``train_on_batch`` returns no outputs, so the carry cannot go through the
+step's arguments as in the native code; ``stateful=True`` is the documented alternative. On
+torch the layers need ``use_cudnn=False`` (Keras 3.15's fused path updates the state in place
+and the backward pass fails: keras-team/keras#20875, #23462), which runs Keras' generic
+per-step loop; on TensorFlow the default is kept (the same loop on a CPU). One
+difference that does not touch the first loss: Keras clips with ``g * c / max(norm, c)``,
+torch and twinnn with ``g * c / (norm + 1e-6)`` when ``norm > c``.
 """
 
 from __future__ import annotations
@@ -16,6 +29,62 @@ import numpy as np
 from benchmarks.workloads import Batch, Impl, Workload
 
 __all__ = ["build"]
+
+
+def _lm_model(workload: Workload, weights: dict[str, np.ndarray]) -> keras.Model:
+    tokens = keras.Input(batch_shape=(workload.batch, workload.time), dtype="int64")
+    encoder = keras.layers.Embedding(workload.out_features, workload.in_features)
+    x = keras.layers.Dropout(workload.dropout)(encoder(tokens))
+    rnns = []
+    for k in range(workload.layers):
+        if k > 0:
+            x = keras.layers.Dropout(workload.dropout)(x)
+        # On torch, Keras 3.15's fused LSTM path updates the stateful state in place and the
+        # backward pass fails (keras-team/keras#20875, #23462); use_cudnn=False is the
+        # workaround those threads give (the generic loop, which copies the state first).
+        lstm = keras.layers.LSTM(
+            workload.hidden,
+            return_sequences=True,
+            stateful=True,
+            use_cudnn=False if keras.backend.backend() == "torch" else "auto",
+        )
+        x = lstm(x)
+        rnns.append(lstm)
+    x = keras.layers.Dropout(workload.dropout)(x)
+    decoder = keras.layers.Dense(workload.out_features)
+    model = keras.Model(tokens, decoder(x))
+    encoder.set_weights([weights["encoder.weight"]])
+    for k, lstm in enumerate(rnns):
+        lstm.set_weights(
+            [weights[f"rnn.w_ih_l{k}"], weights[f"rnn.w_hh_l{k}"], weights[f"rnn.bias_l{k}"]]
+        )
+    decoder.set_weights([weights["decoder.weight"], weights["decoder.bias"]])
+    return model
+
+
+def _build_lm(workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray]) -> Impl:
+    model = _lm_model(workload, weights)
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            learning_rate=workload.lr, global_clipnorm=workload.clip_norm
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    convert = keras.ops.convert_to_tensor
+    native = [tuple(convert(a) for a in batch) for batch in batches]
+
+    def step(tokens: Any, targets: Any) -> Any:
+        return model.train_on_batch(tokens, targets)
+
+    return Impl(
+        step=step,
+        batches=native,
+        to_float=float,
+        notes=(
+            f"keras {keras.__version__} ({keras.backend.backend()}), compile() + "
+            "train_on_batch, LSTM(stateful=True) carries the state"
+        ),
+    )
 
 
 def _model(workload: Workload) -> tuple[keras.Model, list[np.ndarray]]:
@@ -38,6 +107,8 @@ def build(
     workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray], device: str
 ) -> Impl:
     del device  # Keras places everything on the backend's default device
+    if workload.kind == "lm":
+        return _build_lm(workload, batches, weights)
     model, _ = _model(workload)
     optimizer = (
         keras.optimizers.Adam(learning_rate=workload.lr, global_clipnorm=workload.clip_norm)

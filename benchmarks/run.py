@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import BACKENDS, IMPLEMENTATIONS, SCHEMA_VERSION
+from benchmarks import BACKENDS, DROPOUT_PAIRS, IMPLEMENTATIONS, SCHEMA_VERSION
 
 __all__ = ["main", "parse_args", "render"]
 
@@ -43,7 +43,15 @@ _BACKEND_ALIASES = {
     "tensorflow": "tensorflow",
     "tf": "tensorflow",
 }
-_WORKLOAD_NAMES = ("linear_seed", "linear_big", "lstm_len", "lstm_adam")
+_WORKLOAD_NAMES = (
+    "linear_seed",
+    "linear_big",
+    "lstm_len",
+    "lstm_adam",
+    "lm_lstm",
+    "lm_lstm_nodrop",
+)
+
 _LABELS = {"twinnn": "twinnn", "native": "native", "keras3": "Keras 3"}
 
 #: (rounds, block seconds, warm-up seconds, memory steps, import repeats)
@@ -84,11 +92,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="short smoke run (~30 s)")
     parser.add_argument(
+        "--threads",
+        type=int,
+        help=(
+            "CPU threads per framework (OMP_NUM_THREADS, MKL_NUM_THREADS, TF_NUM_INTRAOP_THREADS, "
+            "TF_NUM_INTEROP_THREADS in every worker; default: each framework's own choice)"
+        ),
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="shrink every workload to a smoke-test size (tests the harness; timings meaningless)",
+    )
+    parser.add_argument(
         "--timing-only", action="store_true", help="skip the import-time and memory processes"
     )
     parser.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     args = parser.parse_args(argv)
-    for name in ("repeats", "import_repeats"):
+    for name in ("repeats", "import_repeats", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -143,8 +164,18 @@ def _load() -> list[float]:
         return []
 
 
-def _worker_env(backend: str, device: str) -> dict[str, str]:
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+def _worker_env(backend: str, device: str, threads: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if threads is not None:
+        env.update(dict.fromkeys(_THREAD_VARIABLES, str(threads)))
     env["TWINNN_BACKEND"] = backend
     env["KERAS_BACKEND"] = backend
     env["TWINNN_DEVICE"] = device
@@ -155,7 +186,9 @@ def _worker_env(backend: str, device: str) -> dict[str, str]:
     return env
 
 
-def _spawn(spec: dict[str, Any], backend: str, device: str, log: Any) -> dict[str, Any]:
+def _spawn(
+    spec: dict[str, Any], backend: str, device: str, log: Any, threads: int | None = None
+) -> dict[str, Any]:
     """Run one worker; return its JSON result (``{"error": ...}`` if it died)."""
     with tempfile.TemporaryDirectory(prefix="twinnn-bench-") as tmp:
         out = os.path.join(tmp, "result.json")
@@ -163,7 +196,7 @@ def _spawn(spec: dict[str, Any], backend: str, device: str, log: Any) -> dict[st
         proc = subprocess.run(
             command,
             cwd=_ROOT,
-            env=_worker_env(backend, device),
+            env=_worker_env(backend, device, threads),
             capture_output=True,
             text=True,
             timeout=900,
@@ -204,6 +237,8 @@ def run(args: argparse.Namespace, log: Any = sys.stderr) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "argv": sys.argv[1:],
         "quick": bool(args.quick),
+        "tiny": bool(args.tiny),
+        "threads": args.threads,
         "device_requested": args.device,
         "rounds": rounds,
         "block_s": block_s,
@@ -231,10 +266,12 @@ def run(args: argparse.Namespace, log: Any = sys.stderr) -> dict[str, Any]:
                 "rounds": rounds,
                 "block_s": block_s,
                 "warmup_s": warmup_s,
+                "tiny": bool(args.tiny),
             },
             backend,
             args.device,
             log,
+            args.threads,
         )
         if args.timing_only:
             continue
@@ -250,10 +287,12 @@ def run(args: argparse.Namespace, log: Any = sys.stderr) -> dict[str, Any]:
                     "device": args.device,
                     "workloads": workloads,
                     "steps": mem_steps,
+                    "tiny": bool(args.tiny),
                 },
                 backend,
                 args.device,
                 log,
+                args.threads,
             )
             if "import_s" in mem:
                 samples["framework" if impl == "native" else impl].append(mem.pop("import_s"))
@@ -261,7 +300,11 @@ def run(args: argparse.Namespace, log: Any = sys.stderr) -> dict[str, Any]:
         for _ in range(import_repeats - 1):
             for impl in IMPLEMENTATIONS:
                 res = _spawn(
-                    {"mode": "import", "backend": backend, "impl": impl}, backend, "cpu", log
+                    {"mode": "import", "backend": backend, "impl": impl},
+                    backend,
+                    "cpu",
+                    log,
+                    args.threads,
                 )
                 if "import_s" in res:
                     samples["framework" if impl == "native" else impl].append(res["import_s"])
@@ -287,13 +330,49 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
+def _dropout_cost(doc: dict[str, Any]) -> list[str]:
+    """Rows of the cost of dropout: per implementation, the median step time of a workload
+    with dropout minus that of the same workload without (both timed in the same interleaved
+    rounds)."""
+    rows = []
+    for backend, entry in doc["results"].items():
+        workloads = entry.get("timing", {}).get("workloads", {})
+        for with_drop, without in DROPOUT_PAIRS:
+            a = workloads.get(with_drop, {}).get("implementations", {})
+            b = workloads.get(without, {}).get("implementations", {})
+            cells = []
+            for impl in IMPLEMENTATIONS:
+                if "median_us" in a.get(impl, {}) and "median_us" in b.get(impl, {}):
+                    da, db = a[impl]["median_us"], b[impl]["median_us"]
+                    cells.append(
+                        f"{_us(da - db) if da >= db else '-' + _us(db - da)} "
+                        f"({100 * (da - db) / db:+.0f}%)"
+                    )
+                else:
+                    cells.append("—")
+            if any(c != "—" for c in cells):
+                rows.append(f"| {backend} | {with_drop} - {without} | {' | '.join(cells)} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "Cost of dropout: median step time with dropout minus without (timed in the same "
+        "interleaved rounds), and as a share of the step without.",
+        "",
+        "| backend | workloads | twinnn | native | Keras 3 |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def render(doc: dict[str, Any]) -> str:
     """Markdown tables of a :func:`run` document."""
     meta = doc["meta"]
     lines = [
         f"CPU: {meta['cpu']} ({meta['cpu_count']} cores); load average before "
         f"{meta['load_before']}, after {meta['load_after']}; {meta['rounds']} interleaved "
-        f"rounds per implementation; median per-step time (spread = IQR / median).",
+        f"rounds per implementation; median per-step time (spread = IQR / median)"
+        + (f"; {meta['threads']} CPU thread(s) per framework." if meta.get("threads") else "."),
         "",
         "| backend | workload | device | twinnn | native | Keras 3 | twinnn/native "
         "| twinnn/Keras 3 | spread t / n / k | first-loss Δ (n, k) |",
@@ -331,6 +410,7 @@ def render(doc: dict[str, Any]) -> str:
                     lines.append(
                         f"| {backend} | {name} | {_LABELS[impl]} failed: {error} |" + " |" * 7
                     )
+    lines += _dropout_cost(doc)
     imports = [(b, e["imports"]) for b, e in doc["results"].items() if "imports" in e]
     if imports:
         lines += [

@@ -11,7 +11,15 @@ path the result (a JSON object) is written to. Modes:
 * ``memory``: the same import timing, then, per workload, the peak resident set size while
   one implementation builds its model and runs its first steps (the high-water mark is reset
   before each workload; see :mod:`benchmarks.timing`), and the GPU allocator's peak on a GPU.
-* ``timing``: every implementation of every workload in this one process, interleaved.
+* ``timing``: every implementation of every workload in this one process, interleaved
+  (the two workloads of a :data:`benchmarks.DROPOUT_PAIRS` pair in the same rounds).
+  Before timing, each implementation's first ``AGREEMENT_STEPS`` losses from the shared
+  weights are recorded (``agreement_losses``; ``first_loss`` is the first). For a workload
+  with dropout they come from a copy with dropout 0 (masks differ between frameworks; see
+  :func:`benchmarks.workloads.agreement_variant`) and the timed model's own are
+  ``timed_losses``.
+
+``"tiny": true`` in the spec shrinks every workload (:func:`benchmarks.workloads.tiny`).
 
 Nothing but the standard library is imported before the import timing.
 """
@@ -37,13 +45,34 @@ _IMPORTS = {
 }
 
 
-_NO_LSTM = "twinnn.LSTM is not available in this twinnn"
+#: Steps whose losses are recorded before timing (``agreement_losses``): the first checks the
+#: shared weights and the forward pass, the next ones the update and any carried state.
+AGREEMENT_STEPS = 3
 
 
-def _twinnn_has_lstm() -> bool:
-    from benchmarks.twinnn_impl import lstm_available
+def _losses(impl: Any, steps: int, start: int = 0) -> list[float]:
+    """The losses of ``impl``'s next ``steps`` steps on batches ``start, start + 1, ...``."""
+    k = len(impl.batches)
+    return [impl.to_float(impl.step(*impl.batches[(start + i) % k])) for i in range(steps)]
 
-    return lstm_available()
+
+def _twinnn_lacks(workload: Any) -> str | None:
+    """Why twinnn cannot run ``workload`` (the layers it lacks), or None."""
+    from benchmarks.twinnn_impl import missing
+
+    lacking = missing(workload)
+    if not lacking:
+        return None
+    names = ", ".join(f"twinnn.{name}" for name in lacking)
+    return f"{names} {'is' if len(lacking) == 1 else 'are'} not available in this twinnn"
+
+
+def _workload(name: str, spec: dict[str, Any]) -> Any:
+    """The workload ``name``, shrunk to its smoke-test size with ``"tiny"`` in ``spec``."""
+    from benchmarks.workloads import WORKLOADS, tiny
+
+    workload = WORKLOADS[name]
+    return tiny(workload) if spec.get("tiny") else workload
 
 
 def _timed_import(impl: str, backend: str) -> float:
@@ -160,7 +189,7 @@ def _mode_memory(spec: dict[str, Any]) -> dict[str, Any]:
     import gc
 
     from benchmarks import timing
-    from benchmarks.workloads import WORKLOADS, make_batches, make_weights
+    from benchmarks.workloads import make_batches, make_weights
 
     device, device_name = _resolve_device(backend, spec["device"])
     build = _builder(impl_name, backend)
@@ -172,9 +201,10 @@ def _mode_memory(spec: dict[str, Any]) -> dict[str, Any]:
         "workloads": {},
     }
     for name in spec["workloads"]:
-        workload = WORKLOADS[name]
-        if workload.kind == "lstm" and impl_name == "twinnn" and not _twinnn_has_lstm():
-            result["workloads"][name] = {"skipped": _NO_LSTM}
+        workload = _workload(name, spec)
+        lacks = _twinnn_lacks(workload) if impl_name == "twinnn" else None
+        if lacks:
+            result["workloads"][name] = {"skipped": lacks}
             continue
         batches, weights = make_batches(workload), make_weights(workload)
         gc.collect()
@@ -210,7 +240,6 @@ def _mode_timing(spec: dict[str, Any]) -> dict[str, Any]:
 
     twinnn.set_backend(backend)
     from benchmarks import keras3, timing, twinnn_impl
-    from benchmarks.workloads import WORKLOADS, make_batches, make_weights
 
     device, device_name = _resolve_device(backend, spec["device"])
     builders = {"twinnn": twinnn_impl.build, "native": _builder("native", backend)}
@@ -222,50 +251,104 @@ def _mode_timing(spec: dict[str, Any]) -> dict[str, Any]:
         "twinnn_device": twinnn.device(),
         "workloads": {},
     }
+    prepared: dict[str, dict[str, Any]] = {}
     for name in spec["workloads"]:
-        workload = WORKLOADS[name]
+        workload = _workload(name, spec)
         entry: dict[str, Any] = {"description": workload.description}
         result["workloads"][name] = entry
-        if workload.kind == "lstm" and not _twinnn_has_lstm():
-            entry["skipped"] = _NO_LSTM
+        lacks = _twinnn_lacks(workload)
+        if lacks:
+            entry["skipped"] = lacks
             continue
-        batches, weights = make_batches(workload), make_weights(workload)
-        impls: dict[str, Any] = {}
-        entry["implementations"] = {}
-        for impl_name, build in builders.items():
-            try:
-                impl = build(workload, batches, weights, device)
-                first = time.perf_counter()
-                loss = impl.to_float(impl.step(*impl.batches[0]))
-                impl.sync()
-                first_s = time.perf_counter() - first
-            except Exception as exc:
-                entry["implementations"][impl_name] = {"error": _error(exc)}
-                continue
-            impls[impl_name] = impl
-            entry["implementations"][impl_name] = {
-                "first_step_s": first_s,
-                "first_loss": loss,
-                "notes": impl.notes,
-            }
+        prepared[name] = _prepare(workload, entry, builders, device)
+    for group in _timing_groups(list(prepared)):
+        impls = {f"{name}/{impl}": v for name in group for impl, v in prepared[name].items()}
         stats = timing.interleaved(
             impls, rounds=spec["rounds"], block_s=spec["block_s"], warmup_s=spec["warmup_s"]
         )
-        for impl_name, summary in stats.items():
-            entry["implementations"][impl_name].update(summary)
-        done = entry["implementations"]
-        ok = {k: v for k, v in done.items() if "median_us" in v}
-        if "twinnn" in ok:
-            ref = ok["twinnn"]
-            for other in ("native", "keras3"):
-                if other in ok:
-                    entry[f"ratio_{other}"] = ref["median_us"] / ok[other]["median_us"]
-                    entry[f"loss_rel_diff_{other}"] = float(
-                        abs(ref["first_loss"] - ok[other]["first_loss"])
-                        / max(abs(ok[other]["first_loss"]), np.finfo(np.float32).tiny)
-                    )
         del impls
+        for key, summary in stats.items():
+            name, impl_name = key.split("/")
+            result["workloads"][name]["implementations"][impl_name].update(summary)
+        for name in group:
+            del prepared[name]
+            entry = result["workloads"][name]
+            if len(group) > 1:
+                entry["interleaved_with"] = [other for other in group if other != name]
+            ok = {k: v for k, v in entry["implementations"].items() if "median_us" in v}
+            if "twinnn" in ok:
+                ref = ok["twinnn"]
+                for other in ("native", "keras3"):
+                    if other in ok:
+                        entry[f"ratio_{other}"] = ref["median_us"] / ok[other]["median_us"]
+                        entry[f"loss_rel_diff_{other}"] = float(
+                            abs(ref["first_loss"] - ok[other]["first_loss"])
+                            / max(abs(ok[other]["first_loss"]), np.finfo(np.float32).tiny)
+                        )
     return result
+
+
+def _timing_groups(names: list[str]) -> list[list[str]]:
+    """The workloads timed together: each pair of :data:`benchmarks.DROPOUT_PAIRS` that is
+    all in ``names`` forms one group (so drift hits both alike), every other workload its own;
+    in the order of ``names``."""
+    from benchmarks import DROPOUT_PAIRS
+
+    partner = {}
+    for a, b in DROPOUT_PAIRS:
+        if a in names and b in names:
+            partner[a], partner[b] = b, a
+    groups: list[list[str]] = []
+    done: set[str] = set()
+    for name in names:
+        if name in done:
+            continue
+        group = [name] + ([partner[name]] if name in partner else [])
+        done.update(group)
+        groups.append(group)
+    return groups
+
+
+def _prepare(
+    workload: Any, entry: dict[str, Any], builders: dict[str, Any], device: str
+) -> dict[str, Any]:
+    """Build every implementation of ``workload``, run and record its first steps (see the
+    module docstring) into ``entry["implementations"]``; return those that worked."""
+    from benchmarks.workloads import agreement_variant, make_batches, make_weights
+
+    batches, weights = make_batches(workload), make_weights(workload)
+    check = agreement_variant(workload)
+    if check is not workload:
+        entry["agreement"] = "first losses compared on a copy with dropout 0"
+    impls: dict[str, Any] = {}
+    entry["implementations"] = {}
+    for impl_name, build in builders.items():
+        try:
+            probe_losses = None
+            if check is not workload:  # masks differ between frameworks: compare p = 0
+                probe = build(check, batches, weights, device)
+                probe_losses = _losses(probe, AGREEMENT_STEPS)
+                del probe
+            impl = build(workload, batches, weights, device)
+            first = time.perf_counter()
+            loss = impl.to_float(impl.step(*impl.batches[0]))
+            impl.sync()
+            first_s = time.perf_counter() - first
+            losses = [loss, *_losses(impl, AGREEMENT_STEPS - 1, start=1)]
+        except Exception as exc:
+            entry["implementations"][impl_name] = {"error": _error(exc)}
+            continue
+        impls[impl_name] = impl
+        agreement = losses if probe_losses is None else probe_losses
+        entry["implementations"][impl_name] = {
+            "first_step_s": first_s,
+            "first_loss": agreement[0],
+            "agreement_losses": agreement,
+            "notes": impl.notes,
+        }
+        if probe_losses is not None:
+            entry["implementations"][impl_name]["timed_losses"] = losses
+    return impls
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,8 @@ the same first-step loss, i.e. that the harness times the same computation.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import subprocess
@@ -244,3 +246,181 @@ def test_table_reports_skips_and_failures() -> None:
     assert "Keras 3 failed: RuntimeError: boom / bang" in text
     assert "skipped: twinnn.LSTM is not available" in text
     assert "tensorflow is not installed" in text
+
+
+# --- the word language model workloads (lm_lstm, lm_lstm_nodrop) ---------------------------------
+
+_LM = "lm_lstm"
+_lm_cache: dict[str, dict[str, Any]] = {}
+
+
+def _lm_run(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``python -m benchmarks --tiny --quick --timing-only`` on ``lm_lstm`` (run once per
+    backend): the real implementations and checks at a smoke-test size."""
+    if backend not in _lm_cache:
+        out = tmp_path_factory.mktemp("bench_lm") / "result.json"
+        command = [
+            *(sys.executable, "-m", "benchmarks", "--tiny", "--quick", "--timing-only"),
+            *("--backend", backend, "--workload", _LM, "--repeats", "2", "--device", "cpu"),
+            *("--json", str(out)),
+        ]
+        proc = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _lm_cache[backend] = json.loads(out.read_text())
+    return _lm_cache[backend]
+
+
+def _lm_reference_loss(workload: Any, batch: tuple[np.ndarray, ...], w: dict[str, Any]) -> float:
+    """The first chunk's mean cross-entropy from the initial weights and a zero state, in
+    float64 NumPy, without dropout: embedding lookup, the stacked LSTM (gates i, f, g, o), the
+    decoder, a stable log-sum-exp."""
+    w64 = {k: np.asarray(v, np.float64) for k, v in w.items()}
+    x, y = batch
+    hidden = workload.hidden
+
+    def sig(v: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-v))
+
+    seq = w64["encoder.weight"][x]  # (B, T, E)
+    for k in range(workload.layers):
+        h = np.zeros((x.shape[0], hidden))
+        c = np.zeros_like(h)
+        outs = []
+        for t in range(x.shape[1]):
+            z = seq[:, t] @ w64[f"rnn.w_ih_l{k}"] + h @ w64[f"rnn.w_hh_l{k}"]
+            i, f, g, o = np.split(z + w64[f"rnn.bias_l{k}"], 4, axis=1)
+            c = sig(f) * c + sig(i) * np.tanh(g)
+            h = sig(o) * np.tanh(c)
+            outs.append(h)
+        seq = np.stack(outs, axis=1)
+    logits = seq @ w64["decoder.weight"] + w64["decoder.bias"]
+    top = logits.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]
+    picked = np.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
+    return float(np.mean(lse - picked))
+
+
+def test_lm_workloads_data_and_weights() -> None:
+    """The token chunks are consecutive pieces of one stream (so a carried state is the
+    state of the text before), targets are the next tokens, and the weights have the neutral
+    layout with the sizes of pytorch/examples' word language model."""
+    from benchmarks.workloads import WORKLOADS, agreement_variant, make_batches, make_weights, tiny
+
+    full, nodrop = WORKLOADS["lm_lstm"], WORKLOADS["lm_lstm_nodrop"]
+    assert (full.out_features, full.in_features, full.hidden, full.layers) == (10_000, 200, 200, 2)
+    assert (full.batch, full.time, full.lr, full.clip_norm, full.dropout) == (
+        20,
+        35,
+        20.0,
+        0.25,
+        0.2,
+    )
+    assert nodrop.dropout == 0.0 and agreement_variant(nodrop) is nodrop
+    assert agreement_variant(full) == dataclasses.replace(full, dropout=0.0)
+    batches = make_batches(full)
+    assert len(batches) == full.pool
+    for (x, y), (x_next, _) in itertools.pairwise(batches):
+        assert x.shape == y.shape == (20, 35) and x.dtype == y.dtype == np.int64
+        np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+        np.testing.assert_array_equal(x_next[:, 0], y[:, -1])
+    ids = np.concatenate([x.ravel() for x, _ in batches])
+    assert ids.min() >= 0 and ids.max() < 10_000
+    counts = np.sort(np.bincount(ids, minlength=10_000))[::-1]
+    assert counts[0] > 20 * counts[100]  # Zipf: the top word is far more frequent than the 100th
+    weights = make_weights(full)
+    assert weights["encoder.weight"].shape == (10_000, 200)
+    assert weights["rnn.w_ih_l1"].shape == weights["rnn.w_hh_l1"].shape == (200, 800)
+    assert weights["decoder.weight"].shape == (200, 10_000)
+    assert all(v.dtype == np.float32 for v in weights.values())
+    small = tiny(full)
+    assert small.kind == "lm" and small.dropout == full.dropout
+    assert small.out_features * small.in_features < 1000
+
+
+def test_lm_implementations_agree(backend: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The harness on ``lm_lstm`` (tiny sizes): every implementation runs; the first losses of
+    the dropout-free copy agree with the float64 reference; the next two losses agree between
+    twinnn, Keras 3 (stateful LSTM) and native TensorFlow, which they would not if any of them
+    dropped the carried state; the timed model (dropout 0.2) computes other losses."""
+    from benchmarks.workloads import WORKLOADS, agreement_variant, make_batches, make_weights, tiny
+
+    doc = _lm_run(backend, tmp_path_factory)
+    assert doc["meta"]["tiny"] is True and doc["meta"]["workloads"] == [_LM]
+    entry = doc["results"][backend]["timing"]["workloads"][_LM]
+    assert "dropout 0" in entry["agreement"]
+    workload = tiny(WORKLOADS[_LM])
+    check = agreement_variant(workload)
+    expected = _lm_reference_loss(check, make_batches(check)[0], make_weights(check))
+    impls = entry["implementations"]
+    assert set(impls) == set(IMPLEMENTATIONS)
+    for name, r in impls.items():
+        assert "error" not in r, (name, r.get("error"))
+        assert len(r["samples_us"]) == 2 and _finite_positive(r["median_us"])
+        assert r["first_loss"] == pytest.approx(expected, rel=1e-5), name
+        assert len(r["agreement_losses"]) == len(r["timed_losses"]) == 3
+        assert r["timed_losses"][0] != r["first_loss"], name  # dropout was on when timed
+    carried = ["twinnn", "keras3"] + (["native"] if backend == "tensorflow" else [])
+    # (native torch trains its two LSTM biases, bias_ih and bias_hh: its later losses differ)
+    ref = impls["twinnn"]["agreement_losses"]
+    for name in carried:
+        np.testing.assert_allclose(impls[name]["agreement_losses"], ref, rtol=1e-4, err_msg=name)
+    assert entry["loss_rel_diff_native"] < 1e-5 and entry["loss_rel_diff_keras3"] < 1e-5
+
+
+def test_lm_twinnn_dropout_is_the_same_on_both_backends(
+    both_backends: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """twinnn's timed model (dropout 0.2, seed 0) trains with the same masks on both
+    backends, so its losses with dropout on agree too; the native ones need not."""
+    losses = {
+        b: _lm_run(b, tmp_path_factory)["results"][b]["timing"]["workloads"][_LM][
+            "implementations"
+        ]["twinnn"]["timed_losses"]
+        for b in both_backends
+    }
+    np.testing.assert_allclose(losses["torch"], losses["tensorflow"], rtol=1e-5)
+
+
+def test_dropout_pairs_are_timed_together() -> None:
+    """lm_lstm and lm_lstm_nodrop, when both run, share their interleaved rounds (so the
+    difference of their medians is not drift); other workloads keep their own."""
+    from benchmarks.worker import _timing_groups
+
+    names = ["lm_lstm_nodrop", "linear_seed", "lm_lstm"]
+    assert _timing_groups(names) == [["lm_lstm_nodrop", "lm_lstm"], ["linear_seed"]]
+    assert _timing_groups(["lm_lstm", "lstm_len"]) == [["lm_lstm"], ["lstm_len"]]
+
+
+def test_lm_dropout_cost_is_reported() -> None:
+    """With lm_lstm and lm_lstm_nodrop in a run, the table gains the cost of dropout per
+    implementation: the difference of the median step times and its share of the step."""
+    timing = {
+        name: {
+            "implementations": {
+                k: {"median_us": us} for k, us in zip(IMPLEMENTATIONS, t, strict=True)
+            }
+        }
+        for name, t in (
+            ("lm_lstm", (60_000.0, 50_000.0, 90_000.0)),
+            ("lm_lstm_nodrop", (50_000.0, 52_000.0, 80_000.0)),
+        )
+    }
+    doc = {
+        "meta": {
+            "cpu": "cpu",
+            "cpu_count": 2,
+            "load_before": [0.1],
+            "load_after": [0.2],
+            "rounds": 3,
+            "workloads": ["lm_lstm", "lm_lstm_nodrop"],
+        },
+        "results": {"torch": {"timing": {"device": "cpu", "workloads": timing}}},
+    }
+    text = render(doc)
+    assert "Cost of dropout" in text
+    assert "| torch | lm_lstm - lm_lstm_nodrop | 10.00 ms (+20%) | -2000 µs (-4%) " in text
+    assert "| 10.00 ms (+12%) |" in text
+    del doc["results"]["torch"]["timing"]["workloads"]["lm_lstm_nodrop"]
+    assert "Cost of dropout" not in render(doc)

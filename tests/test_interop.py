@@ -120,16 +120,14 @@ def test_linear_refusals(backend: str) -> None:
         )
     with pytest.raises(DTypeError, match="float64"):
         from_torch(torch.nn.Linear(2, 3).double())
-    with pytest.raises(
-        ArgumentTypeError, match=r"torch\.nn\.Linear or torch\.nn\.LSTM, got Conv1d"
-    ):
+    with pytest.raises(ArgumentTypeError, match=r"torch\.nn\.LSTM or torch\.nn\.GRU, got Conv1d"):
         from_torch(torch.nn.Conv1d(2, 3, 1))
-    with pytest.raises(ArgumentTypeError, match="GRU"):
-        from_torch(torch.nn.GRU(2, 3))
+    with pytest.raises(ArgumentTypeError, match=r"torch\.nn\.RNN \(mode 'RNN_TANH'\)"):
+        from_torch(torch.nn.RNN(2, 3))
     with pytest.raises(ArgumentTypeError, match="must be a keras Dense, LSTM"):
-        gru = keras.layers.GRU(3)
-        gru.build((None, None, 2))
-        from_keras(gru)
+        rnn = keras.layers.SimpleRNN(3)
+        rnn.build((None, None, 2))
+        from_keras(rnn)
     with pytest.raises(ArgumentTypeError, match=r"to_torch\(model\) must be a twinnn.Linear"):
         to_torch(torch.nn.Linear(2, 3))  # type: ignore[arg-type]
     with pytest.raises(ArgumentTypeError, match=r"to_keras\(model\) must be a twinnn.Linear"):
@@ -198,7 +196,9 @@ def test_lstm_from_torch_matches_packed_forward(
     assert layer.backend == backend
     state = layer.state_dict()
     np.testing.assert_array_equal(state["w_ih_l0"], _np(native.weight_ih_l0).T)
-    np.testing.assert_array_equal(state["bias_l0"], _np(native.bias_ih_l0) + _np(native.bias_hh_l0))
+    # torch's two biases stay two (recurrent_bias=True): bit for bit, and trained as in torch
+    np.testing.assert_array_equal(state["bias_ih_l0"], _np(native.bias_ih_l0))
+    np.testing.assert_array_equal(state["bias_hh_l0"], _np(native.bias_hh_l0))
     x = _x(4, 6, 3)
     for got, want in zip(
         _twinnn_run(layer, x, LENGTHS), _torch_packed(native, x, LENGTHS), strict=True
@@ -221,9 +221,9 @@ def test_lstm_to_torch_matches_packed_forward(
         _torch_packed(native, x, LENGTHS), _twinnn_run(layer, x, LENGTHS), strict=True
     ):
         np.testing.assert_allclose(got, want, **TOL)
-    again = from_torch(native).state_dict()  # exact round trip: bias_hh is zero
+    again = from_torch(native).state_dict()  # exact round trip: bias_ih is twinnn's bias
     for name, value in layer.state_dict().items():
-        np.testing.assert_array_equal(again[name], value)
+        np.testing.assert_array_equal(again[name.replace("bias_l", "bias_ih_l")], value)
 
 
 @needs_lstm
@@ -245,7 +245,6 @@ def test_lstm_from_torch_time_major(backend: str) -> None:
     ("kwargs", "setting"),
     [
         ({"proj_size": 2}, "proj_size=2"),
-        ({"dropout": 0.3, "num_layers": 2}, "dropout=0.3"),
         ({"bias": False}, "bias=False"),
     ],
 )

@@ -20,7 +20,7 @@ from twinnn.config import (
 from twinnn.containers import ModuleDict, ModuleList, ParameterList, Sequential
 from twinnn.fit import fit
 from twinnn.io import load, save
-from twinnn.layers import LSTM, Linear
+from twinnn.layers import GRU, LSTM, BatchNorm, Dropout, Embedding, LayerNorm, Linear
 from twinnn.losses import (
     binary_cross_entropy,
     cross_entropy,
@@ -81,6 +81,7 @@ from twinnn.training import eval_step, predict_step, train_step
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
     "LSTM",
     "SGD",
     "Adagrad",
@@ -88,6 +89,10 @@ __all__ = [
     "AdamW",
     "Optimizer",
     "RMSprop",
+    "BatchNorm",
+    "Dropout",
+    "Embedding",
+    "LayerNorm",
     "Linear",
     "Module",
     "ModuleDict",

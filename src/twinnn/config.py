@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ __all__ = [
     "generator",
     "is_current",
     "parse_device",
+    "random_layer",
     "seed",
     "set_backend",
     "set_device",
@@ -65,6 +67,9 @@ _selected: str | None = None  # canonical backend name, once chosen
 _device_spec: str | None = None  # as given to set_device, else TWINNN_DEVICE
 _tf32: bool | None = None
 _seed: int | None = None
+# Layers that draw random masks (Dropout) built since the last seed(); see random_layer().
+_random_layers = 0
+_entropy_seed: int | None = None  # the seed of such layers while seed() was never called
 _rng: np.random.Generator = np.random.default_rng()
 # Set while a Module created on another backend runs its forward; a ContextVar, so threads and
 # asyncio tasks each see their own.
@@ -241,13 +246,14 @@ def allow_tf32(enabled: bool = True) -> None:
 
 
 def seed(value: int) -> None:
-    """Seed twinnn's NumPy generator (all initialisers) and each framework's RNG.
+    """Seed twinnn's NumPy generator (all initialisers) and each framework's RNG, and restart
+    the numbering of dropout layers (:func:`random_layer`): their masks derive from this seed.
 
     The same seed gives bit-identical initial weights on both backends. ``value`` is an int
     with ``0 <= value < 2**63`` (what both frameworks accept); a refused value changes nothing.
     Process-wide: it replaces the generator every thread draws from.
     """
-    global _seed, _rng
+    global _seed, _rng, _random_layers
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ArgumentTypeError(f"seed(value) must be an int, got {type(value).__name__} {value!r}")
     if not 0 <= value < SEED_LIMIT:
@@ -257,7 +263,29 @@ def seed(value: int) -> None:
     with _lock:
         for impl in _registry.loaded().values():
             impl.seed(number)
-        _seed, _rng = number, rng
+        _seed, _rng, _random_layers = number, rng, 0
+
+
+def random_layer() -> tuple[int, int]:
+    """``(seed, index)`` for a new layer that draws random masks (``Dropout``).
+
+    ``seed`` is the value of the last :func:`seed` call (without one, a random value drawn
+    once per process, so masks then differ from run to run); ``index`` counts such layers
+    built since that call, from 0. The same model code after the same seed therefore gives
+    every layer the same ``(seed, index)`` -- and the same masks -- on both backends; building
+    the layers in another order changes which masks each one gets.
+    """
+    global _random_layers, _entropy_seed
+    with _lock:
+        if _seed is not None:
+            value = _seed
+        else:
+            if _entropy_seed is None:
+                _entropy_seed = secrets.randbelow(SEED_LIMIT)
+            value = _entropy_seed
+        index = _random_layers
+        _random_layers += 1
+    return value, index
 
 
 def generator() -> np.random.Generator:

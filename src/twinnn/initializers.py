@@ -19,7 +19,15 @@ import numpy as np
 from twinnn import config
 from twinnn.errors import ArgumentError
 
-__all__ = ["PRESETS", "check_preset", "glorot_uniform", "orthogonal", "uniform", "zeros"]
+__all__ = [
+    "PRESETS",
+    "check_preset",
+    "glorot_uniform",
+    "normal",
+    "orthogonal",
+    "uniform",
+    "zeros",
+]
 
 PRESETS = ("default", "keras", "torch")
 
@@ -38,6 +46,11 @@ def _f32(x: np.ndarray) -> np.ndarray:
 def uniform(shape: Sequence[int], bound: float) -> np.ndarray:
     """``U(-bound, bound)``."""
     return _f32(config.generator().uniform(-bound, bound, size=tuple(shape)))
+
+
+def normal(shape: Sequence[int], std: float = 1.0) -> np.ndarray:
+    """``N(0, std**2)``."""
+    return _f32(std * config.generator().standard_normal(size=tuple(shape)))
 
 
 def glorot_uniform(shape: Sequence[int]) -> np.ndarray:

@@ -22,8 +22,11 @@ import numpy as np
 Tensor = Any
 #: A native trainable variable (``torch.nn.Parameter`` or ``tf.Variable``).
 Param = Any
-#: ``(w_ih (in, 4H), w_hh (H, 4H), bias (4H,))`` for one layer and direction.
-LSTMWeights = tuple[Param, Param, Param]
+#: ``(w_ih (in, 4H), w_hh (H, 4H), bias (4H,))`` for one layer and direction, or with torch's
+#: second bias ``(w_ih, w_hh, bias_ih (4H,), bias_hh (4H,))`` (``LSTM(recurrent_bias=True)``).
+LSTMWeights = tuple[Param, ...]
+#: ``(w_ih (in, 3H), w_hh (H, 3H), bias_ih (3H,), bias_hh (3H,))`` for one layer and direction.
+GRUWeights = tuple[Param, Param, Param, Param]
 
 
 class ScalarFeed(Protocol):
@@ -290,6 +293,10 @@ class Backend(Protocol):
         """``a / b`` where ``b != 0``, else ``0`` -- with finite gradients everywhere."""
 
     # --- layers -----------------------------------------------------------------------------------
+    def stop_gradient(self, x: Tensor) -> Tensor:
+        """``x``'s values with no gradient flowing back through them (torch ``detach``, TF
+        ``stop_gradient``): the Embedding's padding row."""
+
     def linear(self, x: Tensor, weight: Param, bias: Param | None) -> Tensor:
         """``x @ weight + bias`` for ``x`` of shape ``(..., in)``; ``weight`` ``(in, out)``."""
 
@@ -316,8 +323,73 @@ class Backend(Protocol):
         ``len == 0``); the backward direction reads each sequence from ``len - 1`` down to 0.
         Padded values never influence any output, state or gradient. The backend checks the
         values of ``lengths`` (:class:`~twinnn.errors.ArgumentError` where it can without a
-        device round trip, a framework assertion otherwise).
+        device round trip, a framework assertion otherwise). With four weights per layer
+        (``recurrent_bias``) ``bias = bias_ih + bias_hh``, each getting the full gradient.
         """
+
+    def gru(
+        self,
+        x: Tensor,
+        lengths: Tensor | None,
+        initial_state: Tensor | None,
+        weights: Sequence[GRUWeights],
+        num_layers: int,
+        bidirectional: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Multi-layer GRU over a batch-first, right-padded batch (DESIGN.md section 13), with
+        :meth:`lstm`'s shapes and guarantees for ``x``, ``lengths`` and the outputs.
+
+        ``initial_state`` ``h0`` ``(L*D, B, H)`` (None: zeros); ``weights`` ``L*D`` quadruples
+        ``(w_ih (in, 3H), w_hh (H, 3H), bias_ih (3H,), bias_hh (3H,))``, gates ``r, z, n``
+        (torch's equations, the reset gate after the hidden matmul)::
+
+            r = sigmoid(x_t @ w_ir + b_ir + h @ w_hr + b_hr)
+            z = sigmoid(x_t @ w_iz + b_iz + h @ w_hz + b_hz)
+            n = tanh(x_t @ w_in + b_in + r * (h @ w_hn + b_hn))
+            h = (1 - z) * n + z * h
+
+        Returns ``(outputs (B, T, H*D), h (L*D, B, H))``: outputs exactly zero at
+        ``t >= len``, ``h`` the state after step ``len - 1`` (``h0`` for ``len == 0``).
+        """
+
+    def roll_time(self, x: Tensor, shifts: Tensor) -> Tensor:
+        """``x`` ``(B, T, ...)`` with each row rolled along axis 1:
+        ``out[b, t] = x[b, (t - shifts[b]) mod T]`` (``shifts`` ``(B,)`` int64, any sign), as
+        one gather on the device; its gradient is the inverse permutation (exact)."""
+
+    # --- counter-based random bits (dropout; backends' ``random`` modules) -----------------------
+    # A *words* tensor holds unsigned 32-bit values in the backend's own dtype (torch: int32
+    # bit patterns, TensorFlow: uint32); arithmetic is modulo 2**32. The hash itself is written
+    # once, in twinnn.layers.dropout, with these primitives; each backend returns the same
+    # bits. Python ints given as operands are in [0, 2**32).
+    def element_words(
+        self, x: Tensor, row_offset: int, mix_high: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """Words shaped like ``x``: for the element with int64 global index ``e = (row_offset +
+        row) * (size / rows) + j`` (``row`` on axis 0, ``j`` its flat index within the row; a
+        rank-0 ``x`` is one row), ``e_lo ^ mix_high(e_hi)``. ``mix_high(0) == 0``: the backend
+        skips it where every ``e < 2**32``."""
+
+    def int_words(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(low, high)`` 32-bit words of the int64 tensor ``x >= 0``."""
+
+    def xor_words(self, a: Tensor, b: Tensor | int) -> Tensor:
+        """``a ^ b`` (``b`` a words tensor that broadcasts against ``a``, or a Python int)."""
+
+    def xorshift_words(self, x: Tensor, shift: int) -> Tensor:
+        """``x ^ (x >> shift)``, a logical shift, ``0 < shift < 32``."""
+
+    def mul_words(self, x: Tensor, factor: int) -> Tensor:
+        """``x * factor`` modulo ``2**32``."""
+
+    def words_at_least(self, x: Tensor, threshold: int) -> Tensor:
+        """Bool: ``x >= threshold`` as unsigned values, ``0 <= threshold <= 2**32`` (all False
+        at ``2**32``)."""
+
+    def apply_keep(self, x: Tensor, keep: Tensor, scale: float) -> Tensor:
+        """``x * (keep ? scale : 0)`` for float32 ``x`` and a bool ``keep`` of its shape,
+        ``scale`` a float32 value: ``x * scale`` where kept, ``x * 0`` (zero, or NaN for
+        inf/NaN) elsewhere, bit for bit; the gradient is the same mask."""
 
     # --- optimiser and steps ----------------------------------------------------------------------
     def make_scalar_feed(self, count: int) -> ScalarFeed:

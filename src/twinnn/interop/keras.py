@@ -1,5 +1,5 @@
-"""Exact conversion between twinnn layers and Keras 3 ``Dense`` / ``LSTM`` /
-``Bidirectional(LSTM)``.
+"""Exact conversion between twinnn layers and Keras 3 ``Dense`` / ``LSTM`` / ``GRU`` /
+``Bidirectional(LSTM or GRU)``.
 
 Importing this module imports keras (and its backend); ``import twinnn`` never does. Keras
 may run on any of its backends, and the twinnn layer on either twinnn backend: values move as
@@ -13,22 +13,51 @@ ways, bit for bit.
   ``w_hh_l0``, ``bias`` ``(4H,)`` = ``bias_l0``; Keras' gate order ``i, f, c, o`` is twinnn's
   ``i, f, g, o``. ``Bidirectional(LSTM, merge_mode="concat")``: the forward layer gives the
   plain names, the backward layer the ``_reverse`` ones. Keras' LSTM is one layer, so only
-  ``twinnn.LSTM(num_layers=1)`` converts.
+  ``twinnn.LSTM(num_layers=1)`` converts. Keras' LSTM has one bias: ``to_keras`` refuses
+  ``twinnn.LSTM(recurrent_bias=True)`` (torch's two biases train differently from one).
+* ``GRU(reset_after=True)`` (Keras 3's default; torch's equations): Keras' gate order is
+  ``z, r, h``, twinnn's (torch's) ``r, z, n``, so the first two column blocks of ``kernel``
+  ``(in, 3H)``, ``recurrent_kernel`` ``(H, 3H)`` and of each row of ``bias`` ``(2, 3H)`` swap
+  places: ``w_ih_l0 = kernel[:, [H:2H, 0:H, 2H:3H]]``, likewise ``w_hh_l0``, ``bias_ih_l0``
+  (``bias[0]``) and ``bias_hh_l0`` (``bias[1]``). A copy, bit for bit, both ways.
+  ``reset_after=False`` applies the reset gate before the hidden matmul
+  (``(r * h) @ w_hn``), a different model with no twinnn (or torch) equivalent: refused.
 
 Masked steps: Keras' generic (non-cuDNN) loop returns a *copy of the last valid output* at
 masked steps, twinnn (and cuDNN, and torch's packed sequences) return zeros. Valid steps and
-the final states agree. ``to_keras`` therefore builds its LSTM with
+the final states agree. ``to_keras`` therefore builds its LSTM / GRU with
 ``zero_output_for_mask=True``, so the Keras layer returns zeros there too.
 
-Refused, with an :class:`~twinnn.errors.ArgumentError` naming the setting: an activation other
-than ``tanh`` (LSTM) or ``linear`` (Dense), a ``recurrent_activation`` other than ``sigmoid``
-(``hard_sigmoid`` included), ``use_bias=False`` on an LSTM, ``go_backwards=True`` outside
-``Bidirectional``, ``stateful=True``, non-zero ``dropout`` / ``recurrent_dropout``,
-regularisers (they change the training loss), a LoRA-enabled ``Dense``, and ``Bidirectional``
-with a ``merge_mode`` other than ``"concat"``. GRU and other layers are an
-:class:`~twinnn.errors.ArgumentTypeError`; a compute dtype other than float32 (mixed precision)
-a :class:`~twinnn.errors.DTypeError`. ``return_sequences``, ``return_state``, ``unroll`` and
+Refused, with an :class:`~twinnn.errors.ArgumentError` naming the setting: an activation other than
+``tanh`` (LSTM, GRU) or ``linear`` (Dense), a ``recurrent_activation`` other than ``sigmoid``
+(``hard_sigmoid`` included), ``use_bias=False`` on an LSTM or GRU, ``GRU(reset_after=False)``,
+``go_backwards=True`` outside ``Bidirectional``, ``stateful=True``, non-zero ``dropout`` /
+``recurrent_dropout`` (Keras masks each step's inputs and states; twinnn's ``dropout`` is between
+stacked layers), regularisers (they change the training loss), a LoRA-enabled ``Dense``, and
+``Bidirectional`` with a ``merge_mode`` other than ``"concat"``. Other layers are an
+:class:`~twinnn.errors.ArgumentTypeError`; a compute dtype other than float32 (mixed precision) a
+:class:`~twinnn.errors.DTypeError`. ``return_sequences``, ``return_state``, ``unroll`` and
 ``use_cudnn`` do not change the weights or the valid outputs and are accepted.
+
+``Embedding``, ``LayerNormalization``, ``BatchNormalization`` (values bit for bit, both ways):
+
+* ``Embedding``: ``embeddings`` ``(N, D)`` = twinnn ``weight``. ``mask_zero=True`` converts
+  (the outputs are the same; the mask it passes downstream is ``lengths=`` in twinnn); Keras
+  has no ``padding_idx``, so ``to_keras`` of an Embedding with one gives a layer whose padding
+  row trains (the outputs are the same).
+* ``LayerNormalization(axis=-1)``: ``gamma``/``beta`` = ``weight``/``bias``, ``epsilon`` =
+  ``eps`` (the value is carried over: Keras' default is 1e-3, torch's and twinnn's 1e-5). The
+  formula is the same (biased variance); Keras' TensorFlow backend rounds differently (it
+  folds the mean into the offset), within float32 rounding.
+* ``BatchNormalization(axis=-1)``: ``gamma``, ``beta``, ``moving_mean``, ``moving_variance`` =
+  ``weight``, ``bias``, ``running_mean``, ``running_var``; ``epsilon`` = ``eps``; Keras'
+  ``momentum`` ``m_k`` (``moving = m_k * moving + (1 - m_k) * batch``) is twinnn's ``1 -
+  momentum``. Eval mode (inference) agrees. **Training does not convert exactly**: Keras
+  updates ``moving_variance`` with the *biased* batch variance, twinnn (as torch) with the
+  unbiased one (``n / (n - 1)`` larger); the normalisation of the batch itself agrees.
+
+Refused as well: ``center=False`` / ``scale=False``, an ``axis`` other than the last,
+``rms_scaling``, ``renorm``, a quantised or LoRA Embedding, and regularisers.
 """
 
 from __future__ import annotations
@@ -39,8 +68,8 @@ import keras  # type: ignore[import-untyped]
 import numpy as np
 
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError
-from twinnn.interop import LSTMSpec, build, check_setting, float32, kind_of, lstm_spec
-from twinnn.layers import Linear
+from twinnn.interop import GRUSpec, LSTMSpec, build, check_setting, float32, kind_of, lstm_spec
+from twinnn.layers import BatchNorm, Embedding, LayerNorm, Linear
 from twinnn.module import Module
 
 __all__ = ["from_keras", "to_keras"]
@@ -57,11 +86,13 @@ def from_keras(layer_or_model: Any) -> Module:
     """A twinnn layer (current backend) holding a built Keras layer's values.
 
     Args:
-        layer_or_model: a built ``keras.layers.Dense``, ``keras.layers.LSTM`` or
-            ``keras.layers.Bidirectional(LSTM)``, or a Keras model whose only layer is one.
+        layer_or_model: a built ``keras.layers.Dense``, ``keras.layers.LSTM``,
+            ``keras.layers.GRU(reset_after=True)`` or ``keras.layers.Bidirectional`` of one of
+            those two, or a Keras model whose only layer is one.
 
     Returns:
-        ``twinnn.Linear(in, out, bias=use_bias)`` or ``twinnn.LSTM(in, H, 1, bidirectional)``.
+        ``twinnn.Linear(in, out, bias=use_bias)``, ``twinnn.LSTM(in, H, 1, bidirectional)``
+        or ``twinnn.GRU(in, H, 1, bidirectional)``.
     """
     layer = _single_layer(layer_or_model)
     if isinstance(layer, keras.layers.Dense):
@@ -72,15 +103,19 @@ def from_keras(layer_or_model: Any) -> Module:
         _check_lstm(layer, "keras.layers.LSTM", backward=False)
         spec = LSTMSpec(*_lstm_sizes(layer), 1, False)
         return spec.make(_lstm_state(layer, ""))
+    if isinstance(layer, keras.layers.GRU):
+        _check_lstm(layer, "keras.layers.GRU", backward=False)
+        spec = GRUSpec(*_lstm_sizes(layer), 1, False)
+        return spec.make(_lstm_state(layer, ""))
+    converted = _layer_from(layer)
+    if converted is not None:
+        return converted
     raise ArgumentTypeError(
-        f"from_keras(layer_or_model) must be a keras Dense, LSTM or Bidirectional(LSTM) layer, "
+        f"from_keras(layer_or_model) must be a keras Dense, LSTM, GRU, Bidirectional(LSTM or "
+        f"GRU), "
+        f"Embedding, LayerNormalization or BatchNormalization layer, "
         f"got {type(layer).__name__}"
-        + (" (Keras' GRU uses gate order z, r, h; twinnn has no GRU)" if _is_gru(layer) else "")
     )
-
-
-def _is_gru(layer: Any) -> bool:
-    return isinstance(layer, keras.layers.GRU)
 
 
 def _single_layer(obj: Any) -> Any:
@@ -152,22 +187,35 @@ def _dense_from(layer: Any) -> Module:
 
 
 def _check_lstm(layer: Any, name: str, *, backward: bool) -> None:
+    """The checks of a Keras ``LSTM`` or ``GRU`` (``name`` says which)."""
     _check_common(layer, name)
+    twin = "twinnn.GRU" if isinstance(layer, keras.layers.GRU) else "twinnn.LSTM"
     activation = _activation_name(layer.activation)
     recurrent = _activation_name(layer.recurrent_activation)
+    if twin == "twinnn.GRU":
+        check_setting(
+            bool(layer.reset_after),
+            name,
+            "reset_after",
+            layer.reset_after,
+            "twinnn.GRU (as torch) applies the reset gate after the hidden matmul, "
+            "n = tanh(x W_in + b_in + r * (h W_hn + b_hn)); reset_after=False computes "
+            "tanh(x W_in + (r * h) W_hn + b), a different model (use reset_after=True, "
+            "Keras 3's default)",
+        )
     check_setting(
         activation == "tanh",
         name,
         "activation",
         activation,
-        "twinnn.LSTM uses tanh for the cell input and output",
+        f"{twin} uses tanh for the candidate (cell input and output)",
     )
     check_setting(
         recurrent == "sigmoid",
         name,
         "recurrent_activation",
         recurrent,
-        "twinnn.LSTM gates use the logistic sigmoid (Keras 2.2's hard_sigmoid, "
+        f"{twin} gates use the logistic sigmoid (Keras 2.2's hard_sigmoid, "
         "clip(0.2x+0.5, 0, 1), and Keras 3's relu6(x+3)/6 both differ)",
     )
     check_setting(
@@ -175,26 +223,33 @@ def _check_lstm(layer: Any, name: str, *, backward: bool) -> None:
         name,
         "use_bias",
         layer.use_bias,
-        "twinnn.LSTM always has a trainable bias",
+        f"{twin} always has a trainable bias",
     )
     check_setting(
         bool(layer.go_backwards) == backward,
         name,
         "go_backwards",
         layer.go_backwards,
-        "twinnn.LSTM reads forward; a backward pass exists only as the _reverse "
-        "direction of a bidirectional LSTM (use keras.layers.Bidirectional)",
+        f"{twin} reads forward; a backward pass exists only as the _reverse "
+        "direction of a bidirectional layer (use keras.layers.Bidirectional)",
     )
     check_setting(
         not layer.stateful,
         name,
         "stateful",
         layer.stateful,
-        "twinnn.LSTM takes the carried state explicitly (initial_state=)",
+        f"{twin} takes the carried state explicitly (initial_state=)",
     )
     for attr in ("dropout", "recurrent_dropout"):
         value = float(getattr(layer, attr))
-        check_setting(value == 0.0, name, attr, value, "twinnn.LSTM has no dropout")
+        check_setting(
+            value == 0.0,
+            name,
+            attr,
+            value,
+            f"{twin}'s dropout is between stacked layers only; Keras' masks each step's "
+            "inputs or states",
+        )
 
 
 def _lstm_sizes(layer: Any) -> tuple[int, int]:
@@ -203,17 +258,31 @@ def _lstm_sizes(layer: Any) -> tuple[int, int]:
 
 
 def _lstm_state(layer: Any, suffix: str) -> dict[str, np.ndarray]:
+    """The twinnn values of a Keras ``LSTM`` or ``GRU`` (``GRU``: gate blocks reordered)."""
     cell = layer.cell
-    where = f"keras.layers.LSTM {layer.name!r}"
+    gru = isinstance(layer, keras.layers.GRU)
+    where = f"keras.layers.{'GRU' if gru else 'LSTM'} {layer.name!r}"
     arrays = {
         f"w_ih_l0{suffix}": cell.kernel,
         f"w_hh_l0{suffix}": cell.recurrent_kernel,
         f"bias_l0{suffix}": cell.bias,
     }
-    return {
+    values = {
         key: np.array(float32(keras.ops.convert_to_numpy(v), f"{where} {key}"), copy=True)
         for key, v in arrays.items()
     }
+    if not gru:
+        return values
+    bias = values.pop(f"bias_l0{suffix}")  # (2, 3H): input bias, recurrent bias
+    values[f"bias_ih_l0{suffix}"], values[f"bias_hh_l0{suffix}"] = bias[0], bias[1]
+    return {key: _swap_gates(value) for key, value in values.items()}
+
+
+def _swap_gates(value: np.ndarray) -> np.ndarray:
+    """Swap the first two of three gate blocks on the last axis: Keras' ``z, r, h`` <->
+    torch's ``r, z, n`` (the permutation is its own inverse)."""
+    first, second, third = np.split(value, 3, axis=-1)
+    return np.ascontiguousarray(np.concatenate([second, first, third], axis=-1))
 
 
 def _bidirectional_from(layer: Any) -> Module:
@@ -226,37 +295,53 @@ def _bidirectional_from(layer: Any) -> Module:
         "twinnn.LSTM concatenates the two directions (forward first)",
     )
     forward, backward = layer.forward_layer, layer.backward_layer
+    kind = type(forward)
     for inner in (forward, backward):
-        if not isinstance(inner, keras.layers.LSTM):
+        if type(inner) not in (keras.layers.LSTM, keras.layers.GRU) or type(inner) is not kind:
             raise ArgumentTypeError(
-                f"from_keras: Bidirectional must wrap keras.layers.LSTM, got {type(inner).__name__}"
+                f"from_keras: Bidirectional must wrap two keras.layers.LSTM or two "
+                f"keras.layers.GRU, got {type(forward).__name__} and {type(backward).__name__}"
             )
-    _check_lstm(forward, "keras.layers.Bidirectional forward LSTM", backward=False)
-    _check_lstm(backward, "keras.layers.Bidirectional backward LSTM", backward=True)
+    what = kind.__name__
+    _check_lstm(forward, f"keras.layers.Bidirectional forward {what}", backward=False)
+    _check_lstm(backward, f"keras.layers.Bidirectional backward {what}", backward=True)
     sizes = _lstm_sizes(forward)
     if _lstm_sizes(backward) != sizes:
         raise ArgumentError(
-            f"from_keras: Bidirectional's two LSTMs must have the same sizes (input, units), "
+            f"from_keras: Bidirectional's two {what}s must have the same sizes (input, units), "
             f"got {sizes} and {_lstm_sizes(backward)}"
         )
-    spec = LSTMSpec(*sizes, 1, True)
+    spec = GRUSpec(*sizes, 1, True) if what == "GRU" else LSTMSpec(*sizes, 1, True)
     return spec.make({**_lstm_state(forward, ""), **_lstm_state(backward, "_reverse")})
 
 
-def to_keras(model: Module) -> Any:
+def to_keras(model: Module, *, input_rank: int = 2) -> Any:
     """A built Keras layer (float32) holding ``model``'s values exactly.
 
     Args:
-        model: a ``twinnn.Linear`` or a one-layer ``twinnn.LSTM`` of either backend.
+        model: a ``twinnn.Linear``, a one-layer ``twinnn.LSTM`` (one bias) or ``twinnn.GRU``,
+            a ``twinnn.Embedding``,
+            ``twinnn.LayerNorm`` or ``twinnn.BatchNorm``, of either backend.
+        input_rank: ``BatchNorm`` only: the rank of the inputs the Keras layer will see
+            (Keras fixes its input rank and reduction axes when it is built; default 2,
+            ``(batch, features)``; 3 for ``(batch, time, features)``).
 
     Returns:
         ``keras.layers.Dense`` (``activation=None``); for an LSTM,
         ``keras.layers.LSTM(H, return_sequences=True, return_state=True,
         zero_output_for_mask=True)`` -- called on ``x`` with ``mask=`` it returns
         ``[outputs, h, c]`` -- or ``Bidirectional`` of two of them with
-        ``merge_mode="concat"``, returning ``[outputs, h_fw, c_fw, h_bw, c_bw]``. Pass lengths
-        as ``mask = keras.ops.arange(T)[None, :] < lengths[:, None]``.
+        ``merge_mode="concat"``, returning ``[outputs, h_fw, c_fw, h_bw, c_bw]``; for a GRU,
+        ``keras.layers.GRU(H, reset_after=True, ...)`` alike, returning ``[outputs, h]`` (or
+        ``[outputs, h_fw, h_bw]``). Pass lengths as ``mask = keras.ops.arange(T)[None, :] <
+        lengths[:, None]``. ``Embedding``,
+        ``LayerNormalization(axis=-1)``, ``BatchNormalization(axis=-1)`` for the twinnn layers
+        of those names (Keras' ``epsilon`` = twinnn's ``eps``, Keras' ``momentum`` = ``1 -
+        momentum``).
     """
+    native = _layer_to(model, input_rank)
+    if native is not None:
+        return native
     kind = kind_of(model, "to_keras(model)")
     state = model.state_dict()
     if kind == "linear":
@@ -270,10 +355,18 @@ def to_keras(model: Module) -> Any:
             dense.bias.assign(state["bias"])
         return dense
     spec = lstm_spec(model)
+    what = "GRU" if kind == "gru" else "LSTM"
     if spec.num_layers != 1:
         raise ArgumentError(
-            f"to_keras(model): twinnn.LSTM(num_layers={spec.num_layers}) has no single Keras "
-            f"layer (keras.layers.LSTM is one layer); use num_layers=1 layers or to_torch"
+            f"to_keras(model): twinnn.{what}(num_layers={spec.num_layers}) has no single Keras "
+            f"layer (keras.layers.{what} is one layer); use num_layers=1 layers or to_torch"
+        )
+    if spec.recurrent_bias:
+        raise ArgumentError(
+            "to_keras(model): twinnn.LSTM(recurrent_bias=True) trains two biases (torch's) and "
+            "keras.layers.LSTM has one, which trains differently (one summed bias moves at half "
+            "the rate); build twinnn.LSTM(recurrent_bias=False) with bias_l0 = bias_ih_l0 + "
+            "bias_hh_l0 if the forward is all you need, or use to_torch"
         )
     if not spec.bidirectional:
         lstm = _keras_lstm(spec, go_backwards=False)
@@ -292,6 +385,18 @@ def to_keras(model: Module) -> Any:
 
 
 def _keras_lstm(spec: LSTMSpec, *, go_backwards: bool) -> Any:
+    if isinstance(spec, GRUSpec):
+        return keras.layers.GRU(
+            spec.hidden_size,
+            return_sequences=True,
+            return_state=True,
+            go_backwards=go_backwards,
+            zero_output_for_mask=True,
+            reset_after=True,
+            kernel_initializer="zeros",  # the values are assigned next: draw no random numbers
+            recurrent_initializer="zeros",
+            dtype="float32",
+        )
     return keras.layers.LSTM(
         spec.hidden_size,
         return_sequences=True,
@@ -306,6 +411,165 @@ def _keras_lstm(spec: LSTMSpec, *, go_backwards: bool) -> Any:
 
 
 def _assign_lstm(layer: Any, state: dict[str, np.ndarray], suffix: str) -> None:
+    if isinstance(layer, keras.layers.GRU):
+        layer.cell.kernel.assign(_swap_gates(state[f"w_ih_l0{suffix}"]))
+        layer.cell.recurrent_kernel.assign(_swap_gates(state[f"w_hh_l0{suffix}"]))
+        biases = [state[f"bias_ih_l0{suffix}"], state[f"bias_hh_l0{suffix}"]]
+        layer.cell.bias.assign(_swap_gates(np.stack(biases)))
+        return
     layer.cell.kernel.assign(state[f"w_ih_l0{suffix}"])
     layer.cell.recurrent_kernel.assign(state[f"w_hh_l0{suffix}"])
     layer.cell.bias.assign(state[f"bias_l0{suffix}"])
+
+
+# --- Embedding, LayerNormalization, BatchNormalization -------------------------------------------
+
+
+def _values(layer: Any, where: str, **variables: Any) -> dict[str, np.ndarray]:
+    """``{twinnn name: float32 copy}`` of Keras variables."""
+    return {
+        key: np.array(float32(keras.ops.convert_to_numpy(v), f"{where}.{key}"), copy=True)
+        for key, v in variables.items()
+    }
+
+
+def _check_norm(
+    layer: Any, name: str, regularizers: tuple[str, ...], *, affine: bool = True
+) -> None:
+    """The common checks, the layer's own regularisers, and (``affine``) center/scale."""
+    _check_common(layer, name)
+    for attr in regularizers:
+        value = getattr(layer, attr, None)
+        check_setting(
+            value is None,
+            name,
+            attr,
+            value,
+            "twinnn layers carry no regulariser (add the penalty to your loss)",
+        )
+    for attr, why in (("center", "bias (beta)"), ("scale", "weight (gamma)"))[: 2 * affine]:
+        check_setting(
+            bool(getattr(layer, attr)),
+            name,
+            attr,
+            getattr(layer, attr),
+            f"twinnn's layer always has a trainable {why}",
+        )
+
+
+def _complement(momentum: float) -> float:
+    """``1 - momentum``, Keras' momentum from torch's and back, rounded to 12 significant
+    digits so that 0.99 gives 0.01 (not 0.010000000000000009) and a round trip gives the
+    value back; both are rounded to float32 when used anyway."""
+    return float(f"{1.0 - momentum:.12g}")
+
+
+def _last_axis(axis: Any, ndim: int | None) -> bool:
+    """True for ``-1`` or ``[-1]`` (or the last axis of a known rank ``ndim``)."""
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    return len(axes) == 1 and (axes[0] == -1 or (ndim is not None and axes[0] == ndim - 1))
+
+
+def _layer_from(layer: Any) -> Module | None:
+    """The twinnn ``Embedding`` / ``LayerNorm`` / ``BatchNorm`` for a Keras ``Embedding`` /
+    ``LayerNormalization`` / ``BatchNormalization``, else None."""
+    if isinstance(layer, keras.layers.Embedding):
+        name = "keras.layers.Embedding"
+        _check_norm(layer, name, ("embeddings_regularizer",), affine=False)
+        mode = getattr(layer, "quantization_mode", None)
+        check_setting(
+            mode is None, name, "quantization_mode", mode, "twinnn.Embedding holds float32"
+        )
+        check_setting(
+            not bool(getattr(layer, "lora_enabled", False)),
+            name,
+            "lora_rank",
+            getattr(layer, "lora_rank", None),
+            "twinnn.Embedding has no LoRA factors (merge them into the table first)",
+        )
+        state = _values(layer, name, weight=layer.embeddings)
+        return build(Embedding, (int(layer.input_dim), int(layer.output_dim)), state)
+    if isinstance(layer, keras.layers.LayerNormalization):
+        name = "keras.layers.LayerNormalization"
+        _check_norm(layer, name, ("beta_regularizer", "gamma_regularizer"))
+        check_setting(
+            _last_axis(layer.axis, None),
+            name,
+            "axis",
+            layer.axis,
+            "twinnn.LayerNorm normalises over the last axis only (axis=-1)",
+        )
+        check_setting(
+            not layer.rms_scaling,
+            name,
+            "rms_scaling",
+            layer.rms_scaling,
+            "twinnn.LayerNorm subtracts the mean",
+        )
+        state = _values(layer, name, weight=layer.gamma, bias=layer.beta)
+        return build(LayerNorm, (state["weight"].shape[0], float(layer.epsilon)), state)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        name = "keras.layers.BatchNormalization"
+        _check_norm(layer, name, ("beta_regularizer", "gamma_regularizer"))
+        ndim = getattr(layer.input_spec, "ndim", None) if layer.input_spec else None
+        check_setting(
+            _last_axis(layer.axis, ndim),
+            name,
+            "axis",
+            layer.axis,
+            "twinnn.BatchNorm normalises each channel of the last axis (channels last, axis=-1)",
+        )
+        check_setting(
+            not layer.renorm, name, "renorm", layer.renorm, "twinnn.BatchNorm has no renorm"
+        )
+        state = _values(
+            layer,
+            name,
+            weight=layer.gamma,
+            bias=layer.beta,
+            running_mean=layer.moving_mean,
+            running_var=layer.moving_variance,
+        )
+        # Keras: moving = m_k * moving + (1 - m_k) * batch; twinnn (torch): momentum = 1 - m_k
+        momentum = _complement(float(layer.momentum))
+        args = (state["weight"].shape[0], momentum, float(layer.epsilon))
+        return build(BatchNorm, args, state)
+    return None
+
+
+def _layer_to(model: Module, input_rank: int) -> Any:
+    """The built Keras layer for a twinnn ``Embedding`` / ``LayerNorm`` / ``BatchNorm``, else
+    None."""
+    state = model.state_dict()
+    if isinstance(model, Embedding):
+        embedding = keras.layers.Embedding(
+            model.num_embeddings,
+            model.embedding_dim,
+            embeddings_initializer="zeros",  # the values are assigned next
+            dtype="float32",
+        )
+        embedding.build()
+        embedding.embeddings.assign(state["weight"])
+        return embedding
+    if isinstance(model, LayerNorm):
+        norm = keras.layers.LayerNormalization(axis=-1, epsilon=model.eps, dtype="float32")
+        norm.build((None, model.features))
+        norm.gamma.assign(state["weight"])
+        norm.beta.assign(state["bias"])
+        return norm
+    if isinstance(model, BatchNorm):
+        if isinstance(input_rank, bool) or not isinstance(input_rank, int) or input_rank < 2:
+            raise ArgumentError(
+                f"to_keras(input_rank) must be an int >= 2 (the rank of the inputs the Keras "
+                f"BatchNormalization will see), got {input_rank!r}"
+            )
+        batch_norm = keras.layers.BatchNormalization(
+            axis=-1, momentum=_complement(model.momentum), epsilon=model.eps, dtype="float32"
+        )
+        batch_norm.build((*([None] * (input_rank - 1)), model.features))
+        batch_norm.gamma.assign(state["weight"])
+        batch_norm.beta.assign(state["bias"])
+        batch_norm.moving_mean.assign(state["running_mean"])
+        batch_norm.moving_variance.assign(state["running_var"])
+        return batch_norm
+    return None

@@ -1,4 +1,5 @@
-"""Exact conversion between twinnn layers and ``torch.nn.Linear`` / ``torch.nn.LSTM``.
+"""Exact conversion between twinnn layers and ``torch.nn.Linear`` / ``LSTM`` / ``GRU`` /
+``Embedding`` / ``LayerNorm`` / ``BatchNorm1d``.
 
 Importing this module imports torch; ``import twinnn`` never does. The twinnn layer may live
 on either twinnn backend.
@@ -9,20 +10,42 @@ Layouts (twinnn's is the neutral one, DESIGN.md §4):
   ``(out, in)``); ``bias`` as is.
 * ``LSTM``, per layer ``k`` and direction suffix ``s`` (``""`` / ``"_reverse"``), gate order
   ``i, f, g, o`` on both sides: ``w_ih_l{k}{s}`` ``(in, 4H)`` = ``weight_ih_l{k}{s}.T``,
-  ``w_hh_l{k}{s}`` ``(H, 4H)`` = ``weight_hh_l{k}{s}.T``, and twinnn's single
-  ``bias_l{k}{s}`` = ``bias_ih_l{k}{s} + bias_hh_l{k}{s}`` (one float32 rounding: the
-  converted LSTM agrees with torch's to rounding, not bit for bit). The way back is exact:
-  ``bias_ih`` = twinnn's bias, ``bias_hh`` = 0.
+  ``w_hh_l{k}{s}`` ``(H, 4H)`` = ``weight_hh_l{k}{s}.T``. ``from_torch`` builds
+  ``twinnn.LSTM(recurrent_bias=True)``: torch's two biases stay two parameters of the same
+  names, ``bias_ih_l{k}{s}`` and ``bias_hh_l{k}{s}``, so the conversion is bit for bit and the
+  converted model *trains* like the original (each bias gets the full gradient; one summed
+  bias would move at half the rate). ``dropout`` is copied (twinnn's masks are its own hash,
+  not torch's generator). ``to_torch`` of ``recurrent_bias=True`` copies both biases; of the
+  single-bias LSTM it gives ``bias_ih`` = twinnn's ``bias_l{k}{s}`` and ``bias_hh`` = 0 (the
+  same forward; trained in torch, the two would then move at twice the single bias's rate).
+* ``GRU``, gate order ``r, z, n`` on both sides: ``w_ih_l{k}{s}`` ``(in, 3H)`` =
+  ``weight_ih_l{k}{s}.T``, ``w_hh_l{k}{s}`` ``(H, 3H)`` = ``weight_hh_l{k}{s}.T``,
+  ``bias_ih_l{k}{s}``, ``bias_hh_l{k}{s}`` as they are; ``dropout`` copied. Bit for bit, both
+  ways.
 
-``torch.nn.LSTM(batch_first=False)`` is accepted: the weights do not depend on it. The twinnn
-LSTM always takes ``(batch, time, features)``, so call it with ``x.transpose(0, 1)``.
+``torch.nn.LSTM(batch_first=False)`` (and ``GRU``) is accepted: the weights do not depend on
+it. The twinnn layers always take ``(batch, time, features)``, so call them with
+``x.transpose(0, 1)``.
 ``to_torch`` builds ``batch_first=True``. For variable lengths, twinnn's ``lengths=`` matches
 torch's ``pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)`` followed
 by ``pad_packed_sequence(..., total_length=T)``.
 
+``Embedding``, ``LayerNorm``, ``BatchNorm`` (bit for bit, both ways): ``nn.Embedding.weight``
+``(N, D)`` = twinnn ``weight``, ``padding_idx`` carried over (both keep that row out of the
+gradient); ``nn.LayerNorm(F).weight``/``bias`` and ``eps``; ``nn.BatchNorm1d(F)``
+``weight``, ``bias``, ``running_mean``, ``running_var``, ``momentum`` and ``eps`` (same
+convention: ``running = (1 - momentum) * running + momentum * batch``, unbiased running
+variance). ``BatchNorm2d``/``3d`` convert too (twinnn's layer is channels last: permute the
+input from ``(B, C, ...)`` to ``(B, ..., C)``); ``to_torch`` builds ``BatchNorm1d``, whose
+``num_batches_tracked`` is 0. ``nn.Embedding(sparse=True)`` converts: twinnn's gradient is the
+dense form of torch's sparse one. Refused (:class:`~twinnn.errors.ArgumentError`):
+``Embedding(max_norm=...)``, ``scale_grad_by_freq=True``; ``LayerNorm`` over more than the last
+axis, ``elementwise_affine=False``, ``bias=False``; ``BatchNorm`` with ``affine=False``,
+``track_running_stats=False`` or ``momentum=None`` (torch's cumulative average).
+
 Refused, with an :class:`~twinnn.errors.ArgumentError` naming the setting: ``proj_size > 0``,
-``dropout > 0``, ``bias=False`` on an LSTM (twinnn's LSTM always trains a bias), GRU and RNN
-modules (a :class:`~twinnn.errors.ArgumentTypeError`); a parameter that is not float32 is a
+``bias=False`` on an LSTM or GRU (twinnn's always train their biases), ``nn.RNN`` modules (a
+:class:`~twinnn.errors.ArgumentTypeError`); a parameter that is not float32 is a
 :class:`~twinnn.errors.DTypeError`.
 """
 
@@ -34,8 +57,8 @@ import numpy as np
 import torch
 
 from twinnn.errors import ArgumentTypeError, DTypeError
-from twinnn.interop import LSTMSpec, build, check_setting, kind_of, lstm_spec
-from twinnn.layers import Linear
+from twinnn.interop import GRUSpec, LSTMSpec, build, check_setting, kind_of, lstm_spec
+from twinnn.layers import BatchNorm, Embedding, LayerNorm, Linear
 from twinnn.module import Module
 
 __all__ = ["from_torch", "to_torch"]
@@ -56,12 +79,17 @@ def from_torch(module: torch.nn.Module) -> Module:
     """A twinnn layer (current backend) holding ``module``'s values.
 
     Args:
-        module: a ``torch.nn.Linear`` or ``torch.nn.LSTM`` (float32, any device).
+        module: a ``torch.nn.Linear``, ``torch.nn.LSTM``, ``torch.nn.GRU``,
+            ``torch.nn.Embedding``, ``torch.nn.LayerNorm`` or ``torch.nn.BatchNorm1d``
+            (float32, any device).
 
     Returns:
-        ``twinnn.Linear(in, out, bias)`` or ``twinnn.LSTM(input_size, hidden_size,
-        num_layers, bidirectional)``: ``Linear`` reproduces ``module``'s forward, ``LSTM`` its
-        packed-sequence forward with ``batch_first=True``.
+        ``twinnn.Linear(in, out, bias)``, ``twinnn.LSTM(input_size, hidden_size, num_layers,
+        bidirectional, dropout, recurrent_bias=True)`` or ``twinnn.GRU(input_size,
+        hidden_size, num_layers, bidirectional, dropout)``: ``Linear`` reproduces ``module``'s
+        forward, ``LSTM`` / ``GRU`` its packed-sequence forward with ``batch_first=True`` and
+        its training (both biases trained); ``twinnn.Embedding(N, D,
+        padding_idx)``, ``twinnn.LayerNorm(F, eps)``, ``twinnn.BatchNorm(F, momentum, eps)``.
     """
     if isinstance(module, torch.nn.Linear):
         state = {"weight": _array(module.weight, "torch.nn.Linear.weight").T.copy()}
@@ -69,52 +97,56 @@ def from_torch(module: torch.nn.Module) -> Module:
             state["bias"] = _array(module.bias, "torch.nn.Linear.bias")
         args = (module.in_features, module.out_features, module.bias is not None)
         return build(Linear, args, state)
-    if isinstance(module, torch.nn.LSTM):
-        return _lstm_from(module)
+    if isinstance(module, (torch.nn.LSTM, torch.nn.GRU)):
+        return _rnn_from(module)
+    converted = _layer_from(module)
+    if converted is not None:
+        return converted
     if isinstance(module, torch.nn.RNNBase):
         raise ArgumentTypeError(
             f"from_torch(module): torch.nn.{type(module).__name__} (mode {module.mode!r}) has "
-            f"no twinnn equivalent; twinnn converts torch.nn.LSTM and torch.nn.Linear"
+            f"no twinnn equivalent; twinnn converts torch.nn.LSTM and torch.nn.GRU"
         )
     raise ArgumentTypeError(
-        f"from_torch(module) must be a torch.nn.Linear or torch.nn.LSTM, got "
+        f"from_torch(module) must be a torch.nn.Embedding, LayerNorm, BatchNorm1d, "
+        f"torch.nn.Linear, torch.nn.LSTM or torch.nn.GRU, got "
         f"{type(module).__name__} (convert a bigger model layer by layer)"
     )
 
 
-def _lstm_from(lstm: torch.nn.LSTM) -> Module:
-    name = "torch.nn.LSTM"
+def _rnn_from(rnn: torch.nn.LSTM | torch.nn.GRU) -> Module:
+    """``twinnn.LSTM(recurrent_bias=True)`` / ``twinnn.GRU`` holding ``rnn``'s values."""
+    is_lstm = isinstance(rnn, torch.nn.LSTM)
+    kind = "LSTM" if is_lstm else "GRU"
+    name = f"torch.nn.{kind}"
+    if is_lstm:
+        check_setting(
+            rnn.proj_size == 0,
+            name,
+            "proj_size",
+            rnn.proj_size,
+            "twinnn.LSTM has no output projection (proj_size must be 0)",
+        )
     check_setting(
-        lstm.proj_size == 0,
-        name,
-        "proj_size",
-        lstm.proj_size,
-        "twinnn.LSTM has no output projection (proj_size must be 0)",
-    )
-    check_setting(
-        float(lstm.dropout) == 0.0,
-        name,
-        "dropout",
-        lstm.dropout,
-        "twinnn.LSTM has no dropout between layers (dropout must be 0)",
-    )
-    check_setting(
-        bool(lstm.bias),
+        bool(rnn.bias),
         name,
         "bias",
-        lstm.bias,
-        "twinnn.LSTM always has a trainable bias (bias must be True)",
+        rnn.bias,
+        f"twinnn.{kind} always has trainable biases (bias must be True)",
     )
-    spec = LSTMSpec(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bidirectional)
+    sizes = (rnn.input_size, rnn.hidden_size, rnn.num_layers, rnn.bidirectional)
+    dropout = float(rnn.dropout)
+    spec = LSTMSpec(*sizes, dropout, True) if is_lstm else GRUSpec(*sizes, dropout)
     state: dict[str, np.ndarray] = {}
     for k, s in spec.slots():
         w_ih, w_hh, b_ih, b_hh = (
-            _array(getattr(lstm, f"{p}_l{k}{s}"), f"{name}.{p}_l{k}{s}")
+            _array(getattr(rnn, f"{p}_l{k}{s}"), f"{name}.{p}_l{k}{s}")
             for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         )
         state[f"w_ih_l{k}{s}"] = w_ih.T.copy()
         state[f"w_hh_l{k}{s}"] = w_hh.T.copy()
-        state[f"bias_l{k}{s}"] = b_ih + b_hh  # float32 + float32, as torch adds them
+        state[f"bias_ih_l{k}{s}"] = b_ih
+        state[f"bias_hh_l{k}{s}"] = b_hh
     return spec.make(state)
 
 
@@ -122,12 +154,18 @@ def to_torch(model: Module) -> torch.nn.Module:
     """A native torch layer (CPU, float32) holding ``model``'s values exactly.
 
     Args:
-        model: a ``twinnn.Linear`` or ``twinnn.LSTM`` of either backend.
+        model: a ``twinnn.Linear``, ``twinnn.LSTM``, ``twinnn.Embedding``,
+            ``twinnn.LayerNorm`` or ``twinnn.BatchNorm`` of either backend.
 
     Returns:
-        ``torch.nn.Linear`` or ``torch.nn.LSTM(batch_first=True)`` (``bias_hh`` all zeros). Move
-        it with ``.to(device)`` as usual.
+        ``torch.nn.Linear``, ``torch.nn.LSTM(batch_first=True)`` (``bias_hh`` all zeros unless
+        ``recurrent_bias``), ``torch.nn.GRU(batch_first=True)``, with ``dropout`` copied. Move
+        it with ``.to(device)`` as usual; ``nn.Embedding``, ``nn.LayerNorm``,
+        ``nn.BatchNorm1d``.
     """
+    native = _layer_to(model)
+    if native is not None:
+        return native
     kind = kind_of(model, "to_torch(model)")
     state = model.state_dict()
     if kind == "linear":
@@ -139,27 +177,148 @@ def to_torch(model: Module) -> torch.nn.Module:
                 linear.bias.copy_(torch.from_numpy(state["bias"]))
         return linear
     spec = lstm_spec(model)
-    lstm = _skip_init(
-        torch.nn.LSTM,
+    rnn = _skip_init(
+        torch.nn.GRU if kind == "gru" else torch.nn.LSTM,
         spec.input_size,
         spec.hidden_size,
         num_layers=spec.num_layers,
         bidirectional=spec.bidirectional,
+        dropout=spec.dropout,
         batch_first=True,
     )
     values = {}
     for k, s in spec.slots():
         values[f"weight_ih_l{k}{s}"] = state[f"w_ih_l{k}{s}"].T.copy()
         values[f"weight_hh_l{k}{s}"] = state[f"w_hh_l{k}{s}"].T.copy()
-        values[f"bias_ih_l{k}{s}"] = state[f"bias_l{k}{s}"]
-        values[f"bias_hh_l{k}{s}"] = np.zeros_like(state[f"bias_l{k}{s}"])
+        if kind == "gru" or spec.recurrent_bias:
+            values[f"bias_ih_l{k}{s}"] = state[f"bias_ih_l{k}{s}"]
+            values[f"bias_hh_l{k}{s}"] = state[f"bias_hh_l{k}{s}"]
+        else:
+            values[f"bias_ih_l{k}{s}"] = state[f"bias_l{k}{s}"]
+            values[f"bias_hh_l{k}{s}"] = np.zeros_like(state[f"bias_l{k}{s}"])
     with torch.no_grad():
-        for name, param in lstm.named_parameters():
+        for name, param in rnn.named_parameters():
             param.copy_(torch.from_numpy(values[name]))
-    return lstm
+    return rnn
 
 
 def _skip_init(cls: type[_M], *args: object, **kwargs: object) -> _M:
     """``cls(*args, **kwargs)`` on the CPU without running (or drawing random numbers for) its
     initialisers: built on the meta device, then given uninitialised CPU storage."""
     return cls(*args, **kwargs, device="meta").to_empty(device="cpu")
+
+
+# --- Embedding, LayerNorm, BatchNorm -------------------------------------------------------------
+
+_BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+
+
+def _layer_from(module: torch.nn.Module) -> Module | None:
+    """The twinnn ``Embedding`` / ``LayerNorm`` / ``BatchNorm`` for ``module``, or None when
+    ``module`` is none of ``nn.Embedding``, ``nn.LayerNorm``, ``nn.BatchNorm{1,2,3}d``."""
+    if isinstance(module, torch.nn.Embedding):
+        name = "torch.nn.Embedding"
+        check_setting(
+            module.max_norm is None,
+            name,
+            "max_norm",
+            module.max_norm,
+            "twinnn.Embedding does not renormalise looked-up rows in place (max_norm must be None)",
+        )
+        check_setting(
+            not module.scale_grad_by_freq,
+            name,
+            "scale_grad_by_freq",
+            module.scale_grad_by_freq,
+            "twinnn.Embedding's gradient is the plain sum over lookups",
+        )
+        weight = _array(module.weight, f"{name}.weight")
+        sizes = (module.num_embeddings, module.embedding_dim, module.padding_idx)
+        return build(Embedding, sizes, {"weight": weight})
+    if isinstance(module, torch.nn.LayerNorm):
+        name = "torch.nn.LayerNorm"
+        shape = tuple(module.normalized_shape)
+        check_setting(
+            len(shape) == 1,
+            name,
+            "normalized_shape",
+            shape,
+            "twinnn.LayerNorm normalises over the last axis only (one dim)",
+        )
+        check_setting(
+            module.elementwise_affine,
+            name,
+            "elementwise_affine",
+            module.elementwise_affine,
+            "twinnn.LayerNorm always has a trainable weight and bias",
+        )
+        check_setting(
+            module.bias is not None,
+            name,
+            "bias",
+            False,
+            "twinnn.LayerNorm always has a trainable bias",
+        )
+        state = {
+            "weight": _array(module.weight, f"{name}.weight"),
+            "bias": _array(module.bias, f"{name}.bias"),
+        }
+        return build(LayerNorm, (shape[0], float(module.eps)), state)
+    if isinstance(module, _BATCH_NORMS):
+        name = f"torch.nn.{type(module).__name__}"
+        check_setting(
+            module.affine,
+            name,
+            "affine",
+            module.affine,
+            "twinnn.BatchNorm always has a trainable weight and bias",
+        )
+        check_setting(
+            module.track_running_stats,
+            name,
+            "track_running_stats",
+            module.track_running_stats,
+            "twinnn.BatchNorm keeps running statistics and uses them in eval mode",
+        )
+        check_setting(
+            module.momentum is not None,
+            name,
+            "momentum",
+            module.momentum,
+            "twinnn.BatchNorm has no cumulative moving average; give a float momentum",
+        )
+        state = {
+            key: _array(getattr(module, key), f"{name}.{key}")
+            for key in ("weight", "bias", "running_mean", "running_var")
+        }
+        momentum = float(module.momentum)  # type: ignore[arg-type]  # None refused above
+        return build(BatchNorm, (module.num_features, momentum, float(module.eps)), state)
+    return None
+
+
+def _layer_to(model: Module) -> torch.nn.Module | None:
+    """The native layer for a twinnn ``Embedding`` / ``LayerNorm`` / ``BatchNorm``, else None."""
+    state = model.state_dict()
+    native: torch.nn.Module
+    if isinstance(model, Embedding):
+        native = _skip_init(
+            torch.nn.Embedding,
+            model.num_embeddings,
+            model.embedding_dim,
+            padding_idx=model.padding_idx,
+        )
+    elif isinstance(model, LayerNorm):
+        native = _skip_init(torch.nn.LayerNorm, model.features, eps=model.eps)
+    elif isinstance(model, BatchNorm):
+        native = _skip_init(
+            torch.nn.BatchNorm1d, model.features, eps=model.eps, momentum=model.momentum
+        )
+    else:
+        return None
+    with torch.no_grad():
+        for key, value in state.items():
+            getattr(native, key).copy_(torch.from_numpy(value))
+        tracked = getattr(native, "num_batches_tracked", None)
+        if tracked is not None:
+            tracked.zero_()  # uninitialised storage otherwise
+    return native

@@ -1,6 +1,10 @@
 """Neutral layers."""
 
+from twinnn.layers.dropout import Dropout
+from twinnn.layers.embedding import Embedding
+from twinnn.layers.gru import GRU
 from twinnn.layers.linear import Linear
 from twinnn.layers.lstm import LSTM
+from twinnn.layers.normalization import BatchNorm, LayerNorm
 
-__all__ = ["LSTM", "Linear"]
+__all__ = ["GRU", "LSTM", "BatchNorm", "Dropout", "Embedding", "LayerNorm", "Linear"]

@@ -73,6 +73,7 @@ from twinnn.backends.tensorflow.nn import (
     log_softmax,
     silu,
     softmax,
+    stop_gradient,
 )
 from twinnn.backends.tensorflow.optim import (
     clip,
@@ -81,12 +82,22 @@ from twinnn.backends.tensorflow.optim import (
     sqrt,
     vector,
 )
-from twinnn.backends.tensorflow.rnn import lstm
+from twinnn.backends.tensorflow.random import (
+    apply_keep,
+    element_words,
+    int_words,
+    mul_words,
+    words_at_least,
+    xor_words,
+    xorshift_words,
+)
+from twinnn.backends.tensorflow.rnn import gru, lstm, roll_time
 from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
 __all__ = [
     "NAME",
     "abs",
+    "apply_keep",
     "argmax",
     "argmin",
     "assert_dims",
@@ -104,11 +115,14 @@ __all__ = [
     "current_device",
     "divide_no_nan",
     "dtype_name",
+    "element_words",
     "elu",
     "exp",
     "expand_dims",
     "framework_version",
     "gelu",
+    "gru",
+    "int_words",
     "is_native",
     "is_parameter",
     "leaky_relu",
@@ -128,10 +142,12 @@ __all__ = [
     "mean",
     "min",
     "minimum",
+    "mul_words",
     "no_grad",
     "one_hot",
     "relu",
     "reshape",
+    "roll_time",
     "seed",
     "sequence_mask",
     "set_device",
@@ -145,6 +161,7 @@ __all__ = [
     "squeeze",
     "stack",
     "static_shape",
+    "stop_gradient",
     "sum",
     "take",
     "take_along_axis",
@@ -154,7 +171,10 @@ __all__ = [
     "vector",
     "visible_gpus",
     "where",
+    "words_at_least",
     "write_buffer",
+    "xor_words",
+    "xorshift_words",
 ]
 
 if TYPE_CHECKING:

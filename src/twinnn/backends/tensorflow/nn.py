@@ -23,6 +23,10 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
     return tf.nn.bias_add(y, bias) if x.shape.rank >= 2 else y + bias
 
 
+def stop_gradient(x: Any) -> Any:
+    return tf.stop_gradient(x)
+
+
 # --- activations ----------------------------------------------------------------------------
 
 

@@ -16,6 +16,10 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
     return torch.matmul(x, weight) + bias
 
 
+def stop_gradient(x: Any) -> Any:
+    return x.detach()
+
+
 # --- activations ----------------------------------------------------------------------------
 
 
