@@ -169,6 +169,10 @@ def test_arguments_are_checked() -> None:
         parse_args(["--repeats", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--workload", "nope"])
+    with pytest.raises(SystemExit):
+        parse_args(["--threads", "0"])
+    args = parse_args(["--tiny", "--threads", "1", "--workload", "lm_lstm_nodrop"])
+    assert args.tiny and args.threads == 1 and args.workload == ["lm_lstm_nodrop"]
 
 
 def test_tensorflow_direct_graph_call_matches_the_public_call(
@@ -255,13 +259,14 @@ _lm_cache: dict[str, dict[str, Any]] = {}
 
 
 def _lm_run(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """``python -m benchmarks --tiny --quick --timing-only`` on ``lm_lstm`` (run once per
-    backend): the real implementations and checks at a smoke-test size."""
+    """``python -m benchmarks --tiny --quick --timing-only --threads 1`` on ``lm_lstm`` (run
+    once per backend): the real implementations and checks at a smoke-test size."""
     if backend not in _lm_cache:
         out = tmp_path_factory.mktemp("bench_lm") / "result.json"
         command = [
             *(sys.executable, "-m", "benchmarks", "--tiny", "--quick", "--timing-only"),
             *("--backend", backend, "--workload", _LM, "--repeats", "2", "--device", "cpu"),
+            *("--threads", "1"),
             *("--json", str(out)),
         ]
         proc = subprocess.run(
@@ -348,6 +353,9 @@ def test_lm_implementations_agree(backend: str, tmp_path_factory: pytest.TempPat
 
     doc = _lm_run(backend, tmp_path_factory)
     assert doc["meta"]["tiny"] is True and doc["meta"]["workloads"] == [_LM]
+    assert doc["meta"]["threads"] == 1
+    if backend == "torch":  # --threads reached the worker (OMP_NUM_THREADS)
+        assert doc["results"]["torch"]["timing"]["versions"]["torch_threads"] == "1"
     entry = doc["results"][backend]["timing"]["workloads"][_LM]
     assert "dropout 0" in entry["agreement"]
     workload = tiny(WORKLOADS[_LM])

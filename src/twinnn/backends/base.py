@@ -297,6 +297,11 @@ class Backend(Protocol):
         """``x``'s values with no gradient flowing back through them (torch ``detach``, TF
         ``stop_gradient``): the Embedding's padding row."""
 
+    def sparse_cross_entropy(self, logits: Tensor, ids: Tensor) -> Tensor:
+        """``-log_softmax(logits, -1)`` at ``ids`` per item: logits ``(..., C)`` float32,
+        ``ids`` ``(...)`` int64 in ``[0, C)`` (checked by the caller) -> ``(...)``; the
+        framework's fused softmax-cross-entropy kernel, differentiable w.r.t. ``logits``."""
+
     def linear(self, x: Tensor, weight: Param, bias: Param | None) -> Tensor:
         """``x @ weight + bias`` for ``x`` of shape ``(..., in)``; ``weight`` ``(in, out)``."""
 

@@ -188,12 +188,15 @@ def _nll_of_ids(
     weight: Any,
     reduction: str,
     function: str,
+    nll: Any = None,
 ) -> Any:
-    """The torch formula for class-id targets on log-probabilities ``(..., C)``."""
+    """The torch formula for class-id targets on log-probabilities ``(..., C)``; ``nll``, when
+    given, is ``-log_probs`` at ``safe`` already (a fused kernel's result)."""
     axis = len(impl.static_shape(log_probs)) - 1
     valid = impl.cast(ids != ignore_index, "float32")  # (...)
-    picked = impl.take_along_axis(log_probs, impl.expand_dims(safe, axis), axis)
-    nll = -impl.squeeze(picked, [axis])  # (...)
+    if nll is None:
+        picked = impl.take_along_axis(log_probs, impl.expand_dims(safe, axis), axis)
+        nll = -impl.squeeze(picked, [axis])  # (...)
     item_weight = valid if class_weight is None else impl.take(class_weight, safe, 0) * valid
     losses = item_weight * nll
     if label_smoothing > 0.0:
@@ -259,6 +262,11 @@ def cross_entropy(
     if kind == "ids":
         ids, safe = class_ids(impl, target, x, classes, ignore, function, "logits")
         check_nonempty(impl, ids, reduction, function, "target")
+        if smoothing == 0.0:  # -log p[t] by the framework's fused softmax-cross-entropy kernel
+            nll = impl.sparse_cross_entropy(x, safe)
+            return _nll_of_ids(
+                impl, x, ids, safe, classes, ignore, cw, 0.0, weight, reduction, function, nll
+            )
         log_probs = impl.log_softmax(x, len(impl.static_shape(x)) - 1)
         return _nll_of_ids(
             impl, log_probs, ids, safe, classes, ignore, cw, smoothing, weight, reduction, function

@@ -73,6 +73,7 @@ from twinnn.backends.tensorflow.nn import (
     log_softmax,
     silu,
     softmax,
+    sparse_cross_entropy,
     stop_gradient,
 )
 from twinnn.backends.tensorflow.optim import (
@@ -95,6 +96,7 @@ from twinnn.backends.tensorflow.rnn import gru, lstm, roll_time
 from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
 __all__ = [
+    "sparse_cross_entropy",
     "NAME",
     "abs",
     "apply_keep",

@@ -56,3 +56,8 @@ def elu(x: Any, alpha: float) -> Any:
     # not taken finite, so its zero gradient stays zero (no 0 * inf); gradient alpha at 0.
     negative = alpha * tf.math.expm1(tf.minimum(x, tf.zeros([], x.dtype)))
     return tf.where(x > 0, x, negative)
+
+
+def sparse_cross_entropy(logits: Any, ids: Any) -> Any:
+    """``-log_softmax(logits)[..., ids]`` per item, by TensorFlow's fused kernel."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)

@@ -73,6 +73,7 @@ from twinnn.backends.torch.nn import (
     log_softmax,
     silu,
     softmax,
+    sparse_cross_entropy,
     stop_gradient,
 )
 from twinnn.backends.torch.optim import (
@@ -95,6 +96,7 @@ from twinnn.backends.torch.rnn import gru, lstm, roll_time
 from twinnn.backends.torch.trainer import build_eval_step, build_train_step
 
 __all__ = [
+    "sparse_cross_entropy",
     "NAME",
     "abs",
     "apply_keep",

@@ -13,6 +13,9 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
         return torch.matmul(x, weight)
     if x.dim() == 2:
         return torch.addmm(bias, x, weight)
+    if x.dim() > 2 and x.is_contiguous():  # fold the leading dims: one GEMM with the bias
+        out = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight)
+        return out.reshape(*x.shape[:-1], weight.shape[-1])
     return torch.matmul(x, weight) + bias
 
 
@@ -50,3 +53,12 @@ def leaky_relu(x: Any, negative_slope: float) -> Any:
 
 def elu(x: Any, alpha: float) -> Any:
     return torch.nn.functional.elu(x, alpha)
+
+
+def sparse_cross_entropy(logits: Any, ids: Any) -> Any:
+    """``-log_softmax(logits)[..., ids]`` per item, by torch's fused kernel."""
+    classes = logits.shape[-1]
+    flat = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, classes), ids.reshape(-1), reduction="none"
+    )
+    return flat.reshape(ids.shape)
