@@ -13,10 +13,10 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
         return torch.matmul(x, weight)
     if x.dim() == 2:
         return torch.addmm(bias, x, weight)
-    if x.dim() > 2 and x.is_contiguous():  # fold the leading dims: one GEMM with the bias
+    if x.dim() > 2:  # fold the leading dims (a copy of x if it is strided): one GEMM + bias
         out = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight)
         return out.reshape(*x.shape[:-1], weight.shape[-1])
-    return torch.matmul(x, weight) + bias
+    return torch.matmul(x, weight) + bias  # a 1-d x
 
 
 def stop_gradient(x: Any) -> Any:
