@@ -58,6 +58,10 @@ class TensorVector(Protocol):
     def write_to(self, variables: Sequence[Param]) -> None:
         """Overwrite ``variables`` (parameters or slots) in place with these values."""
 
+    def subtract_from(self, variables: Sequence[Param]) -> None:
+        """``variables -= self`` in place: the same bits as ``write_to`` of
+        ``vector(variables) - self``, without the extra pass over the result."""
+
 
 class Backend(Protocol):
     """Module-level API of a backend package."""

@@ -84,4 +84,4 @@ class Adagrad(Optimizer):
         g = vector(grads) + decay * param  # a zero decay adds exact zeros: no branch
         total = vector(slots["sum"]) + g * g
         total.write_to(slots["sum"])
-        (param - (clr * g) / (total.sqrt() + eps)).write_to(params)
+        ((clr * g) / (total.sqrt() + eps)).subtract_from(params)

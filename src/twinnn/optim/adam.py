@@ -115,7 +115,11 @@ class Adam(Optimizer):
             v = vector(slots["max_exp_avg_sq"]).maximum(v)
             v.write_to(slots["max_exp_avg_sq"])
         denom = v.sqrt() / sqrt_bc2 + eps
-        (param_value - (step_size * m) / denom).write_to(params)
+        step = (step_size * m) / denom
+        if self.DECOUPLED:  # p * (1 - lr * decay) - step
+            (param_value - step).write_to(params)
+        else:  # p - step, written in place
+            step.subtract_from(params)
 
 
 class AdamW(Adam):

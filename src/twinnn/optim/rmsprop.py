@@ -113,6 +113,6 @@ class RMSprop(Optimizer):
         if "momentum_buffer" in slots:
             b = momentum * vector(slots["momentum_buffer"]) + g / denom
             b.write_to(slots["momentum_buffer"])
-            (param - lr * b).write_to(params)
+            (lr * b).subtract_from(params)
         else:
-            (param - (lr * g) / denom).write_to(params)
+            ((lr * g) / denom).subtract_from(params)

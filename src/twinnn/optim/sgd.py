@@ -128,4 +128,4 @@ class SGD(Optimizer):
             b.write_to(slots["momentum_buffer"])
             # nesterov: g + momentum * b; else 0 * g + 1 * b == b (exact for finite g)
             g = g * g_weight + b_weight * b
-        (p - lr * g).write_to(params)
+        (lr * g).subtract_from(params)  # p - lr * g, written in place

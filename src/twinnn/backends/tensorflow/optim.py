@@ -93,6 +93,10 @@ class TensorVector:
         for variable, value in zip(variables, self.items, strict=True):
             variable.assign(value)
 
+    def subtract_from(self, variables: Sequence[Any]) -> None:
+        for variable, value in zip(variables, self.items, strict=True):
+            variable.assign_sub(value)
+
 
 def vector(tensors: Sequence[Any]) -> TensorVector:
     return TensorVector(tensors)

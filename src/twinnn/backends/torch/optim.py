@@ -105,6 +105,9 @@ class TensorVector:
     def write_to(self, variables: Sequence[torch.Tensor]) -> None:
         torch._foreach_copy_(list(variables), self.items)
 
+    def subtract_from(self, variables: Sequence[torch.Tensor]) -> None:
+        torch._foreach_sub_(list(variables), self.items)
+
 
 def vector(tensors: Sequence[Any]) -> TensorVector:
     return TensorVector(tensors)
