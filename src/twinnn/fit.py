@@ -439,11 +439,7 @@ class _Trainer:
         last_refresh = time.monotonic()
         for index, batch in enumerate(batches):
             where = f"epoch {epoch} batch {index}"
-            if not isinstance(batch, (tuple, list)):
-                raise ArgumentTypeError(
-                    f"fit(batches): {where} must be a tuple of step arguments such as (x, y), "
-                    f"got {type(batch).__name__}"
-                )
+            _check_batch(batch, "fit(batches)", where, "step")
             loss, outputs = _split(self.step(*batch), "fit(step)")
             extras = self._train_extras(outputs, batch, where, result.counts)
             buffer.add(loss, extras)
@@ -468,6 +464,15 @@ class _Trainer:
         return result
 
 
+def _check_batch(batch: object, argument: str, where: str, step: str) -> None:
+    """A batch must be the tuple (or list) of ``step``'s arguments."""
+    if not isinstance(batch, (tuple, list)):
+        raise ArgumentTypeError(
+            f"{argument}: {where} must be a tuple of {step} arguments such as (x, y), "
+            f"got {type(batch).__name__}"
+        )
+
+
 def _validate(
     val_step: Callable[..., Any],
     batches: Iterable[Any],
@@ -481,11 +486,7 @@ def _validate(
     counts: list[int] = []
     for index, batch in enumerate(batches):
         where = f"epoch {epoch} validation batch {index}"
-        if not isinstance(batch, (tuple, list)):
-            raise ArgumentTypeError(
-                f"fit(validation): {where} must be a tuple of val_step arguments such as "
-                f"(x, y), got {type(batch).__name__}"
-            )
+        _check_batch(batch, "fit(validation)", where, "val_step")
         loss, outputs = _split(val_step(*batch), "fit(validation) val_step")
         if metrics and outputs is _NO_OUTPUTS:
             raise ArgumentError(

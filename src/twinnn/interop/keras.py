@@ -385,29 +385,19 @@ def to_keras(model: Module, *, input_rank: int = 2) -> Any:
 
 
 def _keras_lstm(spec: LSTMSpec, *, go_backwards: bool) -> Any:
+    """A Keras ``LSTM`` or ``GRU`` (for a ``GRUSpec``) shaped like ``spec``, weights unset."""
+    common: dict[str, Any] = {
+        "return_sequences": True,
+        "return_state": True,
+        "go_backwards": go_backwards,
+        "zero_output_for_mask": True,
+        "kernel_initializer": "zeros",  # the values are assigned next: draw no random numbers
+        "recurrent_initializer": "zeros",
+        "dtype": "float32",
+    }
     if isinstance(spec, GRUSpec):
-        return keras.layers.GRU(
-            spec.hidden_size,
-            return_sequences=True,
-            return_state=True,
-            go_backwards=go_backwards,
-            zero_output_for_mask=True,
-            reset_after=True,
-            kernel_initializer="zeros",  # the values are assigned next: draw no random numbers
-            recurrent_initializer="zeros",
-            dtype="float32",
-        )
-    return keras.layers.LSTM(
-        spec.hidden_size,
-        return_sequences=True,
-        return_state=True,
-        go_backwards=go_backwards,
-        zero_output_for_mask=True,
-        kernel_initializer="zeros",  # the values are assigned next: draw no random numbers
-        recurrent_initializer="zeros",
-        unit_forget_bias=False,
-        dtype="float32",
-    )
+        return keras.layers.GRU(spec.hidden_size, reset_after=True, **common)
+    return keras.layers.LSTM(spec.hidden_size, unit_forget_bias=False, **common)
 
 
 def _assign_lstm(layer: Any, state: dict[str, np.ndarray], suffix: str) -> None:
