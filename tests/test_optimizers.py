@@ -539,9 +539,10 @@ def test_param_groups_can_be_changed_like_torchs(backend: str) -> None:
 
 
 def test_a_traced_step_follows_changed_options(backend: str) -> None:
-    """Weight decay and nesterov reach the update as fed scalars, not as Python branches: a
-    step traced before they change (by ``param_groups`` or ``load_state_dict``) gives the bits
-    a freshly built step gives."""
+    """Weight decay and nesterov reach the update as fed scalars (a zero decay skips its
+    passes: turning it on traces one more graph on TensorFlow, never a stale one): a step
+    traced before they change (by ``param_groups`` or ``load_state_dict``) gives the bits a
+    freshly built step gives."""
     x = RNG.standard_normal((8, 16)).astype(np.float32)
     y = RNG.standard_normal((8, 9)).astype(np.float32)
     old_model, new_model = _linear(), _linear()
@@ -557,3 +558,13 @@ def test_a_traced_step_follows_changed_options(backend: str) -> None:
     tn.train_step(new_model, tn.mse_loss, new_opt)(x, y)
     for key, value in new_model.state_dict().items():
         np.testing.assert_array_equal(old_model.state_dict()[key], value)
+    if backend == "tensorflow":
+        assert old_step.trace_count == 2  # type: ignore[attr-defined]
+    for opt in (old_opt, new_opt):
+        opt.param_groups[0]["weight_decay"] = 0.0
+    old_step(x, y)
+    tn.train_step(new_model, tn.mse_loss, new_opt)(x, y)
+    for key, value in new_model.state_dict().items():
+        np.testing.assert_array_equal(old_model.state_dict()[key], value)
+    if backend == "tensorflow":  # back to the first graph
+        assert old_step.trace_count == 2  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ Shapes in docstrings: ``B`` batch, ``T`` time, ``F`` features, ``H`` hidden size
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -422,7 +422,7 @@ class Backend(Protocol):
         params: Sequence[Param],
         apply_gradients: Callable[[Sequence[Tensor]], None],
         *,
-        prepare: Callable[[], None],
+        prepare: Callable[[], Hashable],
         finish: Callable[[], None],
         check_args: Callable[[Sequence[tuple[int | None, ...]]], None],
         missing_gradients: Callable[[list[int]], None] | None,
@@ -433,7 +433,9 @@ class Backend(Protocol):
         ``check_args(shapes)`` with their shapes on the host (every call, before anything
         runs), runs ``loss, outputs = loss_of(*tensors)``, differentiates ``loss`` w.r.t.
         ``params`` and calls ``apply_gradients(grads)``; ``prepare()`` runs on the host before
-        the update (every call, after ``check_args``) and ``finish()`` after a successful one.
+        the update (every call, after ``check_args``) and ``finish()`` after a successful one;
+        what ``prepare()`` returns selects code at trace time (which optimiser passes run), so a
+        compiled step keeps one graph per returned value as it does per argument structure.
         Returns ``loss`` when ``outputs`` is None, else ``(loss, outputs)`` with ``outputs``
         (a nested tuple/list/dict of tensors) detached from the gradient. Parameters without a
         gradient path get zeros when ``missing_gradients`` is None; otherwise it is called

@@ -81,7 +81,7 @@ class Adagrad(Optimizer):
         clr, eps, decay = s
         vector = self._backend.vector
         param = vector(params)
-        g = vector(grads) + decay * param  # a zero decay adds exact zeros: no branch
+        g = self._coupled_decay(group, vector(grads), param, decay)
         total = vector(slots["sum"]) + g * g
         total.write_to(slots["sum"])
         ((clr * g) / (total.sqrt() + eps)).subtract_from(params)

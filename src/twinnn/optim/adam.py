@@ -100,12 +100,8 @@ class Adam(Optimizer):
         one_minus_b1, b2, one_minus_b2, sqrt_bc2, eps, step_size, decay, shrink = s
         vector = self._backend.vector
         param, grad = vector(params), vector(grads)
-        # A zero decay multiplies by exactly 1 or adds exact zeros: no branch on its value, so
-        # a traced step stays right when a loaded state or a group changes it.
-        if self.DECOUPLED:
-            g, param_value = grad, param * shrink
-        else:
-            g, param_value = grad + decay * param, param
+        decoupled = self.DECOUPLED and self._decays(group)
+        g = grad if self.DECOUPLED else self._coupled_decay(group, grad, param, decay)
         m_old, v_old = vector(slots["exp_avg"]), vector(slots["exp_avg_sq"])
         m = m_old + one_minus_b1 * (g - m_old)
         v = v_old * b2 + (one_minus_b2 * g) * g
@@ -116,8 +112,8 @@ class Adam(Optimizer):
             v.write_to(slots["max_exp_avg_sq"])
         denom = v.sqrt() / sqrt_bc2 + eps
         step = (step_size * m) / denom
-        if self.DECOUPLED:  # p * (1 - lr * decay) - step
-            (param_value - step).write_to(params)
+        if decoupled:  # p * (1 - lr * decay) - step
+            (param * shrink - step).write_to(params)
         else:  # p - step, written in place
             step.subtract_from(params)
 

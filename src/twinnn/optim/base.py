@@ -244,6 +244,19 @@ class Optimizer:
         refuse it)."""
         return tuple(sorted(self._slots_for(group)))
 
+    @staticmethod
+    def _decays(group: Group) -> bool:
+        """Whether ``group`` has a nonzero ``weight_decay``. The update skips the decay's
+        passes when it is zero (as torch does); unlike :meth:`_structure` this may change
+        between steps: it is part of :meth:`_prepare`'s value, so a compiled step traces
+        another graph when it changes."""
+        return bool(group.options.get("weight_decay", 0.0) != 0.0)
+
+    def _coupled_decay(self, group: Group, grad: Any, param: Any, decay: Any) -> Any:
+        """``grad + decay * param`` (L2 coupled into the gradient), just ``grad`` when the
+        group's ``weight_decay`` is 0 (two passes over every parameter less)."""
+        return grad + decay * param if self._decays(group) else grad
+
     def _scalars(self, group: Group, k: int) -> list[float]:
         """The ``SCALARS`` float64 scalars of update ``k`` (from 0) for ``group``."""
         raise NotImplementedError
@@ -282,13 +295,15 @@ class Optimizer:
         for g in self.param_groups:
             g.lr = checked
 
-    def _prepare(self) -> None:
-        """Write the scalars of update ``k`` into the feed (host, float64, rounded once)."""
+    def _prepare(self) -> tuple[bool, ...]:
+        """Write the scalars of update ``k`` into the feed (host, float64, rounded once);
+        return which groups decay (:meth:`_decays`), the code variant the update takes."""
         k = self._step
         values: list[float] = []
         for g in self.param_groups:
             values.extend(self._scalars(g, k))
         self._feed.set(np.asarray(values or [0.0], dtype=np.float64).astype(np.float32))
+        return tuple(self._decays(g) for g in self.param_groups)
 
     def _apply(self, grads: Sequence[Any]) -> None:
         """The update of every parameter from ``grads`` (traceable)."""

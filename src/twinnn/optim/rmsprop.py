@@ -100,7 +100,7 @@ class RMSprop(Optimizer):
         alpha, one_minus_alpha, eps, lr, decay, momentum = s
         vector = self._backend.vector
         param = vector(params)
-        g = vector(grads) + decay * param  # a zero decay adds exact zeros: no branch
+        g = self._coupled_decay(group, vector(grads), param, decay)
         v = alpha * vector(slots["square_avg"]) + (one_minus_alpha * g) * g
         v.write_to(slots["square_avg"])
         if group.options["centered"]:

@@ -122,7 +122,7 @@ class SGD(Optimizer):
         lr, buffer_momentum, grad_weight, decay, g_weight, b_weight = s
         vector = self._backend.vector
         p = vector(params)
-        g = vector(grads) + decay * p  # a zero decay adds exact zeros: no branch to retrace
+        g = self._coupled_decay(group, vector(grads), p, decay)
         if "momentum_buffer" in slots:
             b = buffer_momentum * vector(slots["momentum_buffer"]) + grad_weight * g
             b.write_to(slots["momentum_buffer"])

@@ -29,7 +29,7 @@ small model on a CPU (``python -m benchmarks --workload linear_seed``; docs/perf
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, cast
 
 import tensorflow as tf
@@ -39,7 +39,7 @@ from twinnn.backends.tensorflow.core import convert, device_scope
 from twinnn.errors import TwinnnError
 
 Shape = tuple[int | None, ...]
-_Key = tuple[tuple[Shape, str], ...]
+_Key = tuple[Hashable, tuple[tuple[Shape, str], ...]]  # (prepare()'s value, arguments)
 
 
 def _flat_caller(concrete: Any) -> Callable[..., Any]:
@@ -72,7 +72,7 @@ class CompiledStep:
         check_args: Callable[[Sequence[Shape]], None],
         eager: bool,
         jit: bool,
-        prepare: Callable[[], None] = lambda: None,
+        prepare: Callable[[], Hashable] = lambda: None,
         finish: Callable[[], None] = lambda: None,
         pair: bool = False,
     ) -> None:
@@ -92,14 +92,17 @@ class CompiledStep:
         """How many graphs were traced so far (0 when eager)."""
         return sum(int(f.experimental_get_tracing_count()) for f in self._functions.values())
 
-    def _caller_for(self, args: Sequence[Any], shapes: Sequence[Shape]) -> Callable[..., Any]:
-        key: _Key = tuple(
+    def _caller_for(
+        self, args: Sequence[Any], shapes: Sequence[Shape], variant: Hashable
+    ) -> Callable[..., Any]:
+        arguments = tuple(
             (_traced_shape(shape, self._jit), a.dtype.name)
             for a, shape in zip(args, shapes, strict=True)
         )
+        key: _Key = (variant, arguments)
         caller = self._callers.get(key)
         if caller is None:
-            signature = [tf.TensorSpec(shape, dtype) for shape, dtype in key]
+            signature = [tf.TensorSpec(shape, dtype) for shape, dtype in arguments]
             function = tf.function(
                 self._body,
                 input_signature=signature,
@@ -118,13 +121,13 @@ class CompiledStep:
             tensors = [_as_tensor(convert(a, f"args[{i}]")) for i, a in enumerate(args)]
             shapes = [tuple(t.shape.as_list()) for t in tensors]
             self._check_args(shapes)
-            self._prepare()
+            variant = self._prepare()
             if self._eager:
                 result = self._body(*tensors)
                 self._finish()
                 return self._result(result)
             try:
-                caller = self._caller_for(tensors, shapes)
+                caller = self._caller_for(tensors, shapes, variant)
             except TwinnnError:
                 # A check failed while tracing, where batch dims read "?": run the forward and
                 # loss eagerly (no update) for the same error with the run-time shapes.
@@ -164,7 +167,7 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
-    prepare: Callable[[], None],
+    prepare: Callable[[], Hashable],
     finish: Callable[[], None],
     check_args: Callable[[Sequence[Shape]], None],
     missing_gradients: Callable[[list[int]], None] | None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -61,7 +61,7 @@ def build_train_step(
     params: Sequence[Any],
     apply_gradients: Callable[[Sequence[Any]], None],
     *,
-    prepare: Callable[[], None],
+    prepare: Callable[[], Hashable],
     finish: Callable[[], None],
     check_args: Callable[[Sequence[tuple[int, ...]]], None],
     missing_gradients: Callable[[list[int]], None] | None,
