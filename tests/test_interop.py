@@ -120,8 +120,10 @@ def test_linear_refusals(backend: str) -> None:
         )
     with pytest.raises(DTypeError, match="float64"):
         from_torch(torch.nn.Linear(2, 3).double())
-    with pytest.raises(ArgumentTypeError, match=r"torch\.nn\.LSTM or torch\.nn\.GRU, got Conv1d"):
-        from_torch(torch.nn.Conv1d(2, 3, 1))
+    with pytest.raises(
+        ArgumentTypeError, match=r"torch\.nn\.LSTM or torch\.nn\.GRU, got ConvTranspose1d"
+    ):
+        from_torch(torch.nn.ConvTranspose1d(2, 3, 1))
     with pytest.raises(ArgumentTypeError, match=r"torch\.nn\.RNN \(mode 'RNN_TANH'\)"):
         from_torch(torch.nn.RNN(2, 3))
     with pytest.raises(ArgumentTypeError, match="must be a keras Dense, LSTM"):

@@ -6,7 +6,7 @@ Importing twinnn imports neither framework; the backend chosen by ``TWINNN_BACKE
 
 from __future__ import annotations
 
-from twinnn import errors, schedules
+from twinnn import distributed, errors, schedules
 from twinnn.autograd import no_grad
 from twinnn.config import (
     allow_tf32,
@@ -20,7 +20,18 @@ from twinnn.config import (
 from twinnn.containers import ModuleDict, ModuleList, ParameterList, Sequential
 from twinnn.fit import fit
 from twinnn.io import load, save
-from twinnn.layers import GRU, LSTM, BatchNorm, Dropout, Embedding, LayerNorm, Linear
+from twinnn.layers import (
+    GRU,
+    LSTM,
+    BatchNorm,
+    Conv1D,
+    Conv2D,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    MultiHeadAttention,
+)
 from twinnn.losses import (
     binary_cross_entropy,
     cross_entropy,
@@ -35,12 +46,14 @@ from twinnn.ops import (
     abs,
     argmax,
     argmin,
+    avg_pool,
     cast,
     clip,
     concat,
     elu,
     exp,
     expand_dims,
+    flatten,
     gelu,
     leaky_relu,
     log,
@@ -49,6 +62,7 @@ from twinnn.ops import (
     logsumexp,
     matmul,
     max,
+    max_pool,
     maximum,
     mean,
     min,
@@ -90,11 +104,14 @@ __all__ = [
     "Optimizer",
     "RMSprop",
     "BatchNorm",
+    "Conv1D",
+    "Conv2D",
     "Dropout",
     "Embedding",
     "LayerNorm",
     "Linear",
     "Module",
+    "MultiHeadAttention",
     "ModuleDict",
     "ModuleList",
     "ParameterList",
@@ -105,6 +122,7 @@ __all__ = [
     "allow_tf32",
     "argmax",
     "argmin",
+    "avg_pool",
     "backend",
     "binary_cross_entropy",
     "cast",
@@ -113,11 +131,13 @@ __all__ = [
     "cross_entropy",
     "device",
     "elu",
+    "distributed",
     "errors",
     "eval_step",
     "exp",
     "expand_dims",
     "fit",
+    "flatten",
     "gelu",
     "huber_loss",
     "l1_loss",
@@ -129,6 +149,7 @@ __all__ = [
     "logsumexp",
     "matmul",
     "max",
+    "max_pool",
     "maximum",
     "mean",
     "min",

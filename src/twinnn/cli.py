@@ -7,6 +7,8 @@
   (each run in its own empty temporary directory) and compare what it reports with
   ``twinnn.report``. Exit status: 0 the runs agree, 1 they differ beyond
   ``--rtol``/``--atol``, 2 bad usage, 3 the script failed (or timed out) on a backend.
+- ``twinnn run -n N [--backend B] [--timeout SECONDS] SCRIPT [ARGS...]``: run the script as N
+  local processes of one data-parallel training (``twinnn.distributed.launch``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from twinnn import config
 from twinnn._compare import EXIT_FAILED, compare_runs
 from twinnn._render import format_comparison, plot_comparison
 from twinnn._runner import run_all
+from twinnn.distributed import launch
 from twinnn.errors import TwinnnError
 from twinnn.report import REPORT_ENV, SEED_ENV
 
@@ -305,12 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("script", metavar="SCRIPT", nargs="?", help="the Python script to run")
     compare.set_defaults(parser=compare)
+    launch.add_parser(commands)
     return parser
 
 
 def _split_script_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """``compare`` only: everything after the first ``--`` belongs to the script."""
-    if "compare" in argv and "--" in argv[argv.index("compare") :]:
+    command = next((a for a in argv if not a.startswith("-")), None)  # `run ... compare --`
+    if command == "compare" and "--" in argv[argv.index("compare") :]:
         cut = argv.index("--", argv.index("compare"))
         return argv[:cut], argv[cut + 1 :]
     return argv, []
@@ -320,7 +325,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     head, tail = _split_script_args(argv)
     args, extra = parser.parse_known_args(head)
     if args.command != "compare":
-        if extra:
+        if extra:  # `run` passes everything after SCRIPT to it (argparse.REMAINDER)
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return args
     if args.script is None:
@@ -339,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "run":
+            return launch.run_command(args)
         return _cmd_compare(args, args.parser)
     except SystemExit as exc:  # argparse: --help, --version and usage errors
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -19,6 +19,7 @@ __all__ = [
     "CheckpointError",
     "DTypeError",
     "DeviceError",
+    "DistributedError",
     "GradientError",
     "ModuleError",
     "NonFiniteLossError",
@@ -87,6 +88,12 @@ class GradientError(TwinnnError, ValueError):
 
 class NonFiniteLossError(TwinnnError, ValueError):
     """``fit`` met a NaN or infinite loss (names the epoch and step)."""
+
+
+class DistributedError(TwinnnError, RuntimeError):
+    """Data-parallel training went wrong across processes: a rank could not join, another
+    rank died or stalled past the timeout, or the ranks disagree (initial parameters, the
+    number of steps). Names the rank(s)."""
 
 
 #: Error classes by name: a graph assertion carries the name of the class a failed check

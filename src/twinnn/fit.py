@@ -23,6 +23,7 @@ import numpy as np
 from twinnn import backends as _registry
 from twinnn._checks import check_bool, check_positive_int
 from twinnn.backends.base import Backend
+from twinnn.distributed.world import gather_on_host, shard, world
 from twinnn.errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -219,6 +220,20 @@ def _weighted_mean(values: Sequence[float], counts: Sequence[int]) -> float:
     return math.fsum(v * n for v, n in zip(values, counts, strict=True)) / total
 
 
+def _global_means(values: dict[str, list[float]], counts: Sequence[int]) -> dict[str, float]:
+    """Each metric's mean weighted by example counts, over every rank's batches (the local
+    sums ``sum(n_b * v_b)`` and ``sum(n_b)`` are gathered; a world of 1 gathers nothing)."""
+    if world().world_size == 1:
+        return {name: _weighted_mean(v, counts[: len(v)]) for name, v in values.items()}
+    local = [math.fsum(v * n for v, n in zip(vs, counts, strict=False)) for vs in values.values()]
+    parts = gather_on_host(np.array([*local, float(sum(counts))], np.float64))
+    totals = parts.sum(axis=0)
+    return {
+        name: (float(totals[j] / totals[-1]) if totals[-1] else math.nan)
+        for j, name in enumerate(values)
+    }
+
+
 def _epoch_source(
     batches: object, epochs: int, argument: str = "fit(batches)"
 ) -> Callable[[], Iterable[Any]]:
@@ -352,10 +367,16 @@ class _Epoch:
     counts: list[int] = field(default_factory=list)  # examples per step (with metrics)
 
     def metric_means(self) -> dict[str, float]:
+        """This process's running means (the bar's; rank 0's own slices under data
+        parallelism)."""
         return {
             name: _weighted_mean(values, self.counts[: len(values)])
             for name, values in self.values.items()
         }
+
+    def global_metric_means(self) -> dict[str, float]:
+        """The means over every rank's slices (every rank calls it: a collective)."""
+        return _global_means(self.values, self.counts)
 
     def postfix(self) -> dict[str, str]:
         shown = {"loss": f"{math.fsum(self.losses) / len(self.losses):.6g}"}
@@ -440,6 +461,7 @@ class _Trainer:
         for index, batch in enumerate(batches):
             where = f"epoch {epoch} batch {index}"
             _check_batch(batch, "fit(batches)", where, "step")
+            batch = shard(batch)  # this rank's slice of the global batch (a world of 1: all)
             loss, outputs = _split(self.step(*batch), "fit(step)")
             extras = self._train_extras(outputs, batch, where, result.counts)
             buffer.add(loss, extras)
@@ -483,17 +505,21 @@ def _validate(
     """One validation pass: the loss and each metric, weighted by the batches' example counts."""
     buffer = _LossBuffer("fit(validation) val_step")
     rows: list[list[float]] = []
-    counts: list[int] = []
+    counts: list[int] = []  # examples of each global batch (the loss is the global one)
+    local_counts: list[int] = []  # examples of this rank's slices (the metrics are local)
     for index, batch in enumerate(batches):
         where = f"epoch {epoch} validation batch {index}"
         _check_batch(batch, "fit(validation)", where, "val_step")
+        count = _example_count(batch, f"fit(validation): {where}")  # global: the loss is
+        batch = shard(batch)
         loss, outputs = _split(val_step(*batch), "fit(validation) val_step")
         if metrics and outputs is _NO_OUTPUTS:
             raise ArgumentError(
                 "fit(metrics) needs the model's outputs, but val_step returned its loss alone; "
                 "make it return (loss, outputs): twinnn.eval_step(model, loss_fn, outputs=True)"
             )
-        counts.append(_example_count(batch, f"fit(validation): {where}"))
+        counts.append(count)
+        local_counts.append(_example_count(batch, f"fit(validation): {where}"))
         buffer.add(loss, [(name, m(outputs, batch[-1])) for name, m in metrics.items()])
         if len(buffer.pending) >= _MAX_PENDING:
             rows.extend(buffer.flush())
@@ -513,9 +539,9 @@ def _validate(
                 "learning rate, clip the inputs, or pass check_finite=False to keep going"
             ),
         )
-    values = {
-        name: _weighted_mean([row[1 + j] for row in rows], counts) for j, name in enumerate(metrics)
-    }
+    values = _global_means(
+        {name: [row[1 + j] for row in rows] for j, name in enumerate(metrics)}, local_counts
+    )
     return _weighted_mean(losses, counts), values
 
 
@@ -587,7 +613,7 @@ def fit(
     if not callable(step):
         raise ArgumentTypeError(f"fit(step) must be callable, got {type(step).__name__}")
     epochs = check_positive_int(epochs, "fit(epochs)")
-    show = check_bool(progress, "fit(progress)") and _stdout_is_terminal()
+    show = check_bool(progress, "fit(progress)") and _stdout_is_terminal() and world().is_main
     hooks = _check_callbacks(callbacks)
     finite_only = check_bool(check_finite, "fit(check_finite)")
     source = _epoch_source(batches, epochs)
@@ -610,7 +636,7 @@ def fit(
             result = trainer.run_epoch(epoch_batches, epoch, bar if show else None)
             shown = result.postfix()
             bar.set_postfix(shown, refresh=checked_validation is None)
-            train_metrics = result.metric_means()
+            train_metrics = result.global_metric_means()
             if checked_validation is not None:
                 val_step, val_source = checked_validation
                 val_loss, val_metrics = _validate(

@@ -29,6 +29,7 @@ from typing import Any
 from twinnn import config
 from twinnn._checks import check_bool
 from twinnn.backends.base import Backend
+from twinnn.distributed.step import evaluation_for, gradients_for
 from twinnn.errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -166,6 +167,8 @@ def train_step(
     clip_norm: float | None = None,
     clip_value: float | None = None,
     outputs: bool = False,
+    reduce: str = "fast",
+    shards: int = 1,
 ) -> Step:
     """Build ``step(*inputs, target) -> loss`` (``(loss, outputs)`` with ``outputs=True``).
 
@@ -190,6 +193,23 @@ def train_step(
             nested structure, detached): ``loss, (logits, state) = step(x, state, y)``
             carries an LSTM state into the next chunk (truncated back-propagation through
             time) without a second forward pass.
+        reduce: under data parallelism (``twinnn run -n N``; every argument is this rank's
+            slice of the global batch, :func:`twinnn.distributed.shard`): ``"fast"`` sums the
+            ranks' gradients with the framework's native all-reduce (equal to one process on
+            the global batch within rounding); ``"deterministic"`` gathers them and sums in
+            rank order -- bit-identical to ``shards=N`` in one process.
+        shards: ``N > 1`` runs the step as N ranks would, in this process: the arguments are
+            the global batch, cut into N contiguous slices on axis 0, each slice's forward and
+            backward run in turn and the gradients are summed in slice order (the reference of
+            ``reduce="deterministic"``, and a way to debug data parallelism on one machine).
+            Global values (loss denominators, BatchNorm statistics) are replayed, so a step
+            costs ``K + 1`` forward and backward passes of each slice for ``K`` global
+            values. With ``outputs=True`` the outputs are a tuple, one per slice.
+
+    In a world of N processes the step's losses divide by the *global* count (the global sum
+    of weights), the returned loss is the global one, clipping sees the summed gradients,
+    BatchNorm normalises with the global batch's statistics and dropout masks are keyed on
+    the global row (docs/distributed.md).
 
     A single step does not check the loss for NaN or inf (neither framework does); ``fit``
     stops on a non-finite loss.
@@ -207,6 +227,7 @@ def train_step(
             f"optimizer was created on backend {optimizer.backend!r}, model on {model.backend!r}"
         )
     optimizer.check_params_of(model, "train_step")
+    gradients = gradients_for(model, reduce, shards, "train_step")
     clip = clipper(impl, clip_norm, clip_value)
     update = optimizer._apply if clip is None else lambda grads: optimizer._apply(clip(grads))
     return impl.build_train_step(
@@ -219,6 +240,7 @@ def train_step(
         missing_gradients=None if unused_ok else _missing_gradients(optimizer.names),
         eager=eager_mode,
         jit=jit,
+        gradients=gradients,
     )
 
 
@@ -242,7 +264,10 @@ def eval_step(
         return (loss, pred) if keep else loss
 
     return impl.build_eval_step(
-        evaluate, check_args=_arguments_checker(model), eager=eager_mode, jit=jit
+        evaluation_for(model, evaluate, keep),
+        check_args=_arguments_checker(model),
+        eager=eager_mode,
+        jit=jit,
     )
 
 

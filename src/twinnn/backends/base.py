@@ -366,13 +366,87 @@ class Backend(Protocol):
         ``out[b, t] = x[b, (t - shifts[b]) mod T]`` (``shifts`` ``(B,)`` int64, any sign), as
         one gather on the device; its gradient is the inverse permutation (exact)."""
 
+    # --- convolutions and pooling (backends' ``conv`` modules) -----------------------------------
+    # Channels last: ``x`` ``(B, W, C)`` (1-D) or ``(B, H, W, C)`` (2-D), float32; ``strides``,
+    # ``dilation``, ``window`` one positive int per spatial dim. Shapes and arguments are checked
+    # by the front (twinnn.ops._window); the padding rule is twinnn.backends.window's.
+    def conv(
+        self,
+        x: Tensor,
+        weight: Param,
+        bias: Param | None,
+        strides: Sequence[int],
+        dilation: Sequence[int],
+        padding: str | Sequence[tuple[int, int]],
+    ) -> Tensor:
+        """Cross-correlation (no kernel flip) ``weight`` ``(k..., C, O)`` plus ``bias``
+        ``(O,)`` -> ``(B, W', O)`` / ``(B, H', W', O)``. ``padding`` is ``"same"``
+        (TensorFlow's SAME rule from the run-time sizes) or one ``(before, after)`` pair of
+        zero padding per spatial dim."""
+
+    def max_pool(
+        self, x: Tensor, window: Sequence[int], strides: Sequence[int], same: bool
+    ) -> Tensor:
+        """Maximum over each window, with no padding or TensorFlow's SAME padding (``same``)
+        that never wins; gradient to the first maximum of each window."""
+
+    def avg_pool(
+        self, x: Tensor, window: Sequence[int], strides: Sequence[int], same: bool
+    ) -> Tensor:
+        """Mean over each window; with ``same`` (TensorFlow's SAME padding) the sum of the
+        valid elements divided by their count (padding is not counted)."""
+
+    def flatten(self, x: Tensor) -> Tensor:
+        """``(B, d1, ..., dn)`` (``n >= 1``) -> ``(B, d1 * ... * dn)``, on dims unknown while
+        tracing too."""
+
+    def assert_min_dims(
+        self, x: Tensor, minimums: Sequence[tuple[int, int]], error: str, template: str
+    ) -> Tensor:
+        """Check at run time that ``x.shape[axis] >= low`` for every ``(axis, low)`` (dims
+        unknown while tracing); on failure raise ``twinnn.errors.<error>`` with ``template``'s
+        ``{x}`` replaced by the run-time shape. Returns ``x`` (behind the check when traced)."""
+
+    # --- attention (backends' ``attention`` modules) -------------------------------------------
+    def attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        num_heads: int,
+        mask: Tensor | None,
+        key_lengths: Tensor | None,
+        causal: bool,
+        scale: float,
+        dropout: Callable[[Tensor], Tensor] | None,
+        lengths_message: str | None,
+    ) -> Tensor:
+        """Multi-head scaled dot-product attention on projected inputs -> ``(B, Tq, E)``.
+
+        ``q`` ``(B, Tq, E)``, ``k`` and ``v`` ``(B, Tk, E)`` float32, ``E = num_heads * D``;
+        head ``h`` reads columns ``h*D:(h+1)*D`` and writes them in the result. Per head::
+
+            allowed = mask & (j < key_lengths[b]) & (j <= i if causal)   # absent terms: True
+            p = softmax over the allowed keys of (q_h @ k_h^T) * scale    # 0 elsewhere
+            out_h = dropout(p) @ v_h
+
+        ``mask`` bool of rank 4, broadcastable to ``(B, H, Tq, Tk)``, True = may attend (or
+        None); ``key_lengths`` ``(B,)`` int64 (or None); ``dropout`` a function applied to the
+        ``(B, H, Tq, Tk)`` float32 probabilities (or None). A query row with no allowed key
+        gives zeros, never NaN, with finite (zero) gradients. ``lengths_message``: None when
+        the front has checked ``0 <= key_lengths <= Tk``; else (``Tk`` unknown to the front, a
+        traced step) the backend checks it when the step runs and raises
+        :class:`~twinnn.errors.ArgumentError` with this message, ``{time}`` replaced by
+        ``Tk``. The framework's fused kernel where it keeps parity (torch: SDPA).
+        """
+
     # --- counter-based random bits (dropout; backends' ``random`` modules) -----------------------
     # A *words* tensor holds unsigned 32-bit values in the backend's own dtype (torch: int32
     # bit patterns, TensorFlow: uint32); arithmetic is modulo 2**32. The hash itself is written
     # once, in twinnn.layers.dropout, with these primitives; each backend returns the same
     # bits. Python ints given as operands are in [0, 2**32).
     def element_words(
-        self, x: Tensor, row_offset: int, mix_high: Callable[[Tensor], Tensor]
+        self, x: Tensor, row_offset: int | Tensor, mix_high: Callable[[Tensor], Tensor]
     ) -> Tensor:
         """Words shaped like ``x``: for the element with int64 global index ``e = (row_offset +
         row) * (size / rows) + j`` (``row`` on axis 0, ``j`` its flat index within the row; a
@@ -410,6 +484,10 @@ class Backend(Protocol):
     def sqrt(self, x: Tensor) -> Tensor:
         """The correctly rounded float32 square root (the same bits on every backend)."""
 
+    def l2_norm(self, x: Tensor) -> Tensor:
+        """``sqrt(sum(x**2))`` over every element, a 0-d tensor (one pass, as fused as the
+        framework allows; equal to the written formula within rounding)."""
+
     def clip(self, x: Tensor, low: float | None, high: float | None) -> Tensor:
         """``x`` clamped to ``[low, high]`` (None: no bound on that side)."""
 
@@ -428,6 +506,7 @@ class Backend(Protocol):
         missing_gradients: Callable[[list[int]], None] | None,
         eager: bool,
         jit: bool,
+        gradients: Callable[..., tuple[Tensor, Any, list[Tensor]]] | None = None,
     ) -> Callable[..., Any]:
         """A function ``step(*args)``: converts ``args`` with :meth:`convert`, calls
         ``check_args(shapes)`` with their shapes on the host (every call, before anything
@@ -443,6 +522,11 @@ class Backend(Protocol):
         knows it then. Compiled unless ``eager`` (TensorFlow: ``tf.function`` that does not
         retrace for new leading dims; torch: ``torch.compile`` when ``jit``). A failed graph
         check is re-raised as the ``twinnn.errors`` class it names.
+
+        ``gradients`` (data parallelism) replaces the plain ``loss, outputs, grads =
+        grads_of(*tensors)`` by ``gradients(grads_of, *tensors)``, ``grads_of`` being this
+        backend's differentiation of ``loss_of`` (traceable): it runs the slices and reduces
+        the gradients. Under a TensorFlow strategy the body runs inside ``strategy.run``.
         """
 
     def build_eval_step(
@@ -456,3 +540,47 @@ class Backend(Protocol):
         """A function ``step(*args)`` returning ``forward(*tensors)`` (a tensor or a nested
         tuple/list/dict of tensors), converted and checked like :meth:`build_train_step`'s,
         without gradients or update."""
+
+    # --- data parallelism (the framework's own engine; twinnn.distributed uses these) ----------
+    def join_group(self, rank: int, world_size: int, timeout_s: float, gpu: bool) -> None:
+        """Join the framework's process group / strategy as ``rank`` of ``world_size``
+        (torch: ``init_process_group`` from torchrun's variables; TensorFlow:
+        ``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``); collectives raise
+        :class:`~twinnn.errors.DistributedError` after ``timeout_s`` seconds."""
+
+    def leave_group(self) -> None:
+        """Leave the group joined by :meth:`join_group` (nothing when none was joined)."""
+
+    def all_gather(self, x: Tensor) -> Tensor:
+        """``(world_size, *x.shape)``: every rank's ``x`` stacked in rank order (inside a step
+        body wrapped by :meth:`in_replica`; graph-safe)."""
+
+    def all_reduce_sum(self, x: Tensor) -> Tensor:
+        """The elementwise sum of every rank's ``x`` by the framework's native all-reduce."""
+
+    def rows(self, x: Tensor) -> int | Tensor:
+        """``x.shape[0]``: an int when known, else an int64 scalar tensor (a traced dim)."""
+
+    def keep_written_arithmetic(self) -> None:
+        """Compile later steps with their arithmetic as written (TensorFlow: no grappler
+        arithmetic rewrites, process-wide), so data-parallel ranks and ``shards=N`` agree to
+        the bit."""
+
+    def snapshot(self, x: Tensor) -> Tensor:
+        """A copy of ``x``'s value now (a buffer: later writes leave the copy unchanged)."""
+
+    def flatten_all(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Every tensor flattened and concatenated, in order (one buffer, one collective)."""
+
+    def unflatten_like(self, flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+        """The inverse of :meth:`flatten_all`: pieces of ``flat`` shaped like ``like``."""
+
+    def custom_gradient(
+        self, forward: Callable[[Tensor], Tensor], backward: Callable[[Tensor], Tensor], x: Tensor
+    ) -> Tensor:
+        """``forward(x)``, whose gradient w.r.t. ``x`` is ``backward(dy)``."""
+
+    def in_replica(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        """``body`` as it must run for its collectives to work: inside ``strategy.run`` on
+        TensorFlow when a strategy is set up (returning this worker's values), as it is on
+        torch. Called eagerly it runs at once (TensorFlow traces a one-off function)."""

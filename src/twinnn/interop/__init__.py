@@ -6,6 +6,8 @@
   ``keras.layers.Bidirectional(LSTM)`` (one layer, one bias);
 * ``twinnn.GRU`` <-> ``torch.nn.GRU`` (multi-layer, bidirectional, dropout) and
   ``keras.layers.GRU(reset_after=True)`` / ``keras.layers.Bidirectional(GRU)`` (one layer);
+* ``twinnn.Conv1D`` / ``Conv2D`` <-> ``torch.nn.Conv1d`` / ``Conv2d`` (weights transposed; the
+  torch module is channels first) and ``keras.layers.Conv1D`` / ``Conv2D`` (channels last);
 * ``twinnn.Embedding`` / ``LayerNorm`` / ``BatchNorm`` <-> ``torch.nn.Embedding`` /
   ``LayerNorm`` / ``BatchNorm1d`` and ``keras.layers.Embedding`` / ``LayerNormalization`` /
   ``BatchNormalization`` (Keras' epsilon and momentum conventions converted; see

@@ -58,6 +58,28 @@ stacked layers), regularisers (they change the training loss), a LoRA-enabled ``
 
 Refused as well: ``center=False`` / ``scale=False``, an ``axis`` other than the last,
 ``rms_scaling``, ``renorm``, a quantised or LoRA Embedding, and regularisers.
+
+``Conv1D``, ``Conv2D`` (values bit for bit, both ways; the same channels-last layout):
+``kernel`` ``(k..., C, O)`` = twinnn ``weight``, ``bias`` ``(O,)``; ``kernel_size``,
+``strides``, ``dilation_rate`` and ``padding`` (``"valid"`` / ``"same"``: the same SAME rule)
+carried over. Refused: ``data_format="channels_first"`` (twinnn's layers are channels last;
+TensorFlow's CPU kernels are too), ``padding="causal"``, ``groups != 1``, an activation other
+than ``linear``, LoRA, regularisers. ``to_keras`` refuses twinnn's explicit ``padding=p``
+(Keras' convolutions have only ``"valid"`` / ``"same"``: put ``keras.layers.ZeroPadding2D(p)``
+before a ``"valid"`` one).
+
+``MultiHeadAttention`` (values bit for bit, both ways): Keras' per-head kernels ``(E, H, D)``
+reshaped to ``(E, E)`` are ``w_q``, ``w_k``, ``w_v`` (head ``h`` = columns ``h*D:(h+1)*D``),
+its biases ``(H, D)`` flattened are ``b_q``, ``b_k``, ``b_v``; the output kernel ``(H, D, E)``
+reshaped to ``(E, E)`` is ``w_o``, its bias ``b_o``; ``dropout`` copied. Keras scales the query
+by ``1/sqrt(key_dim)``, twinnn the scores by ``1/sqrt(E/H)``: the same factor. Masks: Keras'
+``attention_mask`` means True = may attend, as twinnn's ``mask``; ``use_causal_mask=True`` is
+``causal=True``. Where every key of a query is masked Keras' masked softmax gives zeros but its
+``dot_product_attention`` path (no dropout) may not; twinnn always gives zeros. Refused:
+``key_dim * num_heads`` other than the query's features ``E``, ``value_dim != key_dim``, key or
+value inputs of other than ``E`` features, an ``output_shape`` other than ``E``,
+``attention_axes`` other than the time axis, ``use_gate``, ``sliding_window``, regularisers
+and constraints.
 """
 
 from __future__ import annotations
@@ -69,7 +91,8 @@ import numpy as np
 
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError
 from twinnn.interop import GRUSpec, LSTMSpec, build, check_setting, float32, kind_of, lstm_spec
-from twinnn.layers import BatchNorm, Embedding, LayerNorm, Linear
+from twinnn.layers import BatchNorm, Conv1D, Conv2D, Embedding, LayerNorm, Linear
+from twinnn.layers.attention import MultiHeadAttention
 from twinnn.module import Module
 
 __all__ = ["from_keras", "to_keras"]
@@ -107,13 +130,17 @@ def from_keras(layer_or_model: Any) -> Module:
         _check_lstm(layer, "keras.layers.GRU", backward=False)
         spec = GRUSpec(*_lstm_sizes(layer), 1, False)
         return spec.make(_lstm_state(layer, ""))
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D)):
+        return _conv_from(layer)
     converted = _layer_from(layer)
+    if converted is None:
+        converted = _attention_from(layer)
     if converted is not None:
         return converted
     raise ArgumentTypeError(
         f"from_keras(layer_or_model) must be a keras Dense, LSTM, GRU, Bidirectional(LSTM or "
-        f"GRU), "
-        f"Embedding, LayerNormalization or BatchNormalization layer, "
+        f"GRU), Conv1D, Conv2D, "
+        f"Embedding, LayerNormalization, BatchNormalization or MultiHeadAttention layer, "
         f"got {type(layer).__name__}"
     )
 
@@ -339,7 +366,11 @@ def to_keras(model: Module, *, input_rank: int = 2) -> Any:
         of those names (Keras' ``epsilon`` = twinnn's ``eps``, Keras' ``momentum`` = ``1 -
         momentum``).
     """
+    if isinstance(model, (Conv1D, Conv2D)):
+        return _conv_to(model)
     native = _layer_to(model, input_rank)
+    if native is None:
+        native = _attention_to(model)
     if native is not None:
         return native
     kind = kind_of(model, "to_keras(model)")
@@ -563,3 +594,163 @@ def _layer_to(model: Module, input_rank: int) -> Any:
         batch_norm.moving_variance.assign(state["running_var"])
         return batch_norm
     return None
+
+
+# --- Conv1D, Conv2D ------------------------------------------------------------------------------
+
+
+def _conv_from(layer: Any) -> Module:
+    """``twinnn.Conv1D`` / ``Conv2D`` holding a Keras ``Conv1D`` / ``Conv2D``'s values."""
+    kind = "Conv1D" if isinstance(layer, keras.layers.Conv1D) else "Conv2D"
+    name = f"keras.layers.{kind}"
+    _check_common(layer, name)
+    settings = (
+        ("data_format", layer.data_format, "channels_last", "twinnn's layers are channels last"),
+        ("padding", layer.padding, ("valid", "same"), "twinnn pads 'valid', 'same' or both sides"),
+        ("groups", layer.groups, 1, f"twinnn.{kind} connects every input channel to every output"),
+        ("activation", _activation_name(layer.activation), "linear", "apply it in forward"),
+        (
+            "lora_rank",
+            getattr(layer, "lora_rank", None) if layer.lora_enabled else None,
+            None,
+            f"twinnn.{kind} has no LoRA factors (merge them into the kernel first)",
+        ),
+    )
+    for setting, value, allowed, why in settings:
+        ok = value in allowed if isinstance(allowed, tuple) else value == allowed
+        check_setting(ok, name, setting, value, why)
+    state = _values(layer, name, weight=layer.kernel)
+    if layer.use_bias:
+        state.update(_values(layer, name, bias=layer.bias))
+    shape = state["weight"].shape
+    args = (shape[-2], shape[-1], tuple(layer.kernel_size), tuple(layer.strides), layer.padding)
+    cls = Conv1D if kind == "Conv1D" else Conv2D
+    return build(cls, (*args, tuple(layer.dilation_rate), bool(layer.use_bias)), state)
+
+
+def _conv_to(model: Conv1D | Conv2D) -> Any:
+    """A built Keras ``Conv1D`` / ``Conv2D`` (channels last) holding ``model``'s values."""
+    kind = type(model).__name__
+    if not isinstance(model.padding, str):
+        raise ArgumentError(
+            f"to_keras(model): twinnn.{kind}(padding={model.padding!r}) pads explicitly and "
+            f"keras.layers.{kind} has only 'valid' and 'same'; use "
+            f"keras.layers.ZeroPadding{kind[-2:]}({model.padding!r}) before a 'valid' "
+            f"keras.layers.{kind}"
+        )
+    state = model.state_dict()
+    cls = keras.layers.Conv1D if kind == "Conv1D" else keras.layers.Conv2D
+    layer = cls(
+        model.out_channels,
+        model.kernel_size,
+        strides=model.strides,
+        padding=model.padding,
+        dilation_rate=model.dilation,
+        use_bias="bias" in state,
+        kernel_initializer="zeros",  # the values are assigned next
+        dtype="float32",
+    )
+    layer.build((None, *([None] * len(model.strides)), model.in_channels))
+    layer.kernel.assign(state["weight"])
+    if "bias" in state:
+        layer.bias.assign(state["bias"])
+    return layer
+
+
+# --- MultiHeadAttention --------------------------------------------------------------------------
+
+_ATTENTION_SETTINGS = (
+    ("_kernel_regularizer", "kernel_regularizer", "twinnn layers carry no regulariser"),
+    ("_bias_regularizer", "bias_regularizer", "twinnn layers carry no regulariser"),
+    ("_activity_regularizer", "activity_regularizer", "twinnn layers carry no regulariser"),
+    ("_kernel_constraint", "kernel_constraint", "twinnn optimisers apply no constraint"),
+    ("_bias_constraint", "bias_constraint", "twinnn optimisers apply no constraint"),
+    ("_sliding_window", "sliding_window", "use an explicit mask= for a banded attention"),
+)
+
+
+def _attention_from(layer: Any) -> Module | None:
+    """The twinnn ``MultiHeadAttention`` for a built Keras ``MultiHeadAttention``, else None."""
+    if not isinstance(layer, keras.layers.MultiHeadAttention):
+        return None
+    name = "keras.layers.MultiHeadAttention"
+    _check_common(layer, name)
+    for attr, setting, why in _ATTENTION_SETTINGS:
+        value = getattr(layer, attr, None)
+        check_setting(value is None, name, setting, value, why)
+    gate = bool(getattr(layer, "_use_gate", False))
+    check_setting(not gate, name, "use_gate", gate, "twinnn.MultiHeadAttention has no gate")
+    heads, key_dim, value_dim = int(layer.num_heads), int(layer.key_dim), int(layer.value_dim)
+    embed = int(layer.query_dense.kernel.shape[0])
+    why = (
+        f"twinnn.MultiHeadAttention splits the query's {embed} features into num_heads={heads} "
+        f"heads (key_dim * num_heads must equal {embed}, and value_dim key_dim)"
+    )
+    check_setting(key_dim * heads == embed, name, "key_dim", key_dim, why)
+    check_setting(value_dim == key_dim, name, "value_dim", value_dim, why)
+    axes = tuple(layer.attention_axes or ())
+    check_setting(
+        axes == (1,),
+        name,
+        "attention_axes",
+        layer.attention_axes,
+        "twinnn.MultiHeadAttention attends over the time axis of (batch, time, features) inputs",
+    )
+    dense = {"q": layer.query_dense, "k": layer.key_dense, "v": layer.value_dense}
+    state: dict[str, np.ndarray] = {}
+    for s, sub in dense.items():
+        kernel = _values(sub, f"{name}.{sub.name}", kernel=sub.kernel)["kernel"]
+        check_setting(
+            kernel.shape[0] == embed,
+            name,
+            f"{sub.name} input features",
+            kernel.shape[0],
+            f"twinnn.MultiHeadAttention takes query, key and value of {embed} features",
+        )
+        state[f"w_{s}"] = np.ascontiguousarray(kernel.reshape(embed, embed))  # (E, H, D)
+    output = _values(layer.output_dense, f"{name}.output", kernel=layer.output_dense.kernel)
+    out_kernel = output["kernel"]  # (H, D, E_out)
+    check_setting(
+        out_kernel.shape[-1] == embed and out_kernel.ndim == 3,
+        name,
+        "output_shape",
+        getattr(layer, "_output_shape", None),
+        f"twinnn.MultiHeadAttention outputs the query's {embed} features",
+    )
+    state["w_o"] = np.ascontiguousarray(out_kernel.reshape(embed, embed))
+    if layer.use_bias:
+        for s, sub in dense.items():
+            bias = _values(sub, f"{name}.{sub.name}", bias=sub.bias)["bias"]  # (H, D)
+            state[f"b_{s}"] = np.ascontiguousarray(bias.reshape(embed))
+        out_bias = _values(layer.output_dense, f"{name}.output", bias=layer.output_dense.bias)
+        state["b_o"] = out_bias["bias"]
+    args = (embed, heads, float(layer.dropout), bool(layer.use_bias))
+    return build(MultiHeadAttention, args, state)
+
+
+def _attention_to(model: Module) -> Any:
+    """The built Keras ``MultiHeadAttention`` for a twinnn ``MultiHeadAttention``, else None."""
+    if not isinstance(model, MultiHeadAttention):
+        return None
+    state = model.state_dict()
+    embed, heads, dim = model.embed_dim, model.num_heads, model.head_dim
+    bias = "b_q" in state
+    layer = keras.layers.MultiHeadAttention(
+        num_heads=heads,
+        key_dim=dim,
+        value_dim=dim,
+        dropout=model.dropout,
+        use_bias=bias,
+        kernel_initializer="zeros",  # the values are assigned next
+        dtype="float32",
+    )
+    layer.build((None, None, embed), (None, None, embed))
+    dense = {"q": layer.query_dense, "k": layer.key_dense, "v": layer.value_dense}
+    for s, sub in dense.items():
+        sub.kernel.assign(state[f"w_{s}"].reshape(embed, heads, dim))
+        if bias:
+            sub.bias.assign(state[f"b_{s}"].reshape(heads, dim))
+    layer.output_dense.kernel.assign(state["w_o"].reshape(heads, dim, embed))
+    if bias:
+        layer.output_dense.bias.assign(state["b_o"])
+    return layer

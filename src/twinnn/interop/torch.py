@@ -43,10 +43,36 @@ dense form of torch's sparse one. Refused (:class:`~twinnn.errors.ArgumentError`
 axis, ``elementwise_affine=False``, ``bias=False``; ``BatchNorm`` with ``affine=False``,
 ``track_running_stats=False`` or ``momentum=None`` (torch's cumulative average).
 
+``Conv1d``, ``Conv2d`` <-> ``twinnn.Conv1D``, ``Conv2D`` (bit for bit, both ways): torch's
+``weight`` ``(O, C, k...)`` is twinnn's ``(k..., C, O)`` transposed (``weight.permute(2, 3, 1,
+0)`` in 2-D), ``bias`` as is; ``kernel_size``, ``stride``, ``dilation`` carried over. Padding
+maps exactly: torch's ``padding=p`` (an int or tuple, zeros on both sides) is twinnn's explicit
+``padding=p``, ``"valid"`` / ``0`` is ``"valid"``, and ``"same"`` (torch allows it at stride 1
+only, with the extra zero at the end for an even span) is twinnn's ``"same"`` (TensorFlow's
+rule, the same pads at stride 1). ``to_torch`` of ``padding="same"`` with a stride > 1 is
+refused: TensorFlow's SAME pads then depend on the input size (``k=3, s=2``: 8 -> ``(0, 1)``,
+9 -> ``(1, 1)``), which no fixed torch padding reproduces (pad with ``F.pad`` yourself or use
+explicit ``padding=``). Layout: the twinnn layer is channels last, the torch module channels
+first, so call the torch module on ``x.permute(0, 3, 1, 2)`` (``(0, 2, 1)`` in 1-D) and
+permute its output back; the weights need no other change. Refused: ``groups != 1``,
+``padding_mode`` other than ``"zeros"`` (an :class:`~twinnn.errors.ArgumentError` naming it).
+
 Refused, with an :class:`~twinnn.errors.ArgumentError` naming the setting: ``proj_size > 0``,
 ``bias=False`` on an LSTM or GRU (twinnn's always train their biases), ``nn.RNN`` modules (a
 :class:`~twinnn.errors.ArgumentTypeError`); a parameter that is not float32 is a
 :class:`~twinnn.errors.DTypeError`.
+
+``MultiheadAttention`` <-> ``twinnn.MultiHeadAttention`` (bit for bit, both ways): torch packs
+the three input projections in ``in_proj_weight`` ``(3E, E)`` (row blocks ``q, k, v``) and
+``in_proj_bias`` ``(3E,)``; twinnn's ``w_q, w_k, w_v`` are the row blocks transposed, ``b_q,
+b_k, b_v`` the bias blocks, ``w_o`` = ``out_proj.weight.T``, ``b_o`` = ``out_proj.bias``;
+``dropout`` copied (twinnn's masks are its hash). ``batch_first=False`` converts (call the
+twinnn layer with ``x.transpose(0, 1)``); ``to_torch`` builds ``batch_first=True``. Masks:
+torch's boolean ``attn_mask`` and ``key_padding_mask`` mean True = *blocked*, twinnn's ``mask``
+True = *may attend*: pass ``mask=~attn_mask`` and ``key_lengths`` (or
+``mask=~key_padding_mask[:, None, :]``); torch's ``is_causal=True`` is ``causal=True``.
+Refused: ``kdim``/``vdim`` other than ``embed_dim``, ``add_bias_kv=True``,
+``add_zero_attn=True``.
 """
 
 from __future__ import annotations
@@ -56,9 +82,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from twinnn.errors import ArgumentTypeError, DTypeError
+from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError
 from twinnn.interop import GRUSpec, LSTMSpec, build, check_setting, kind_of, lstm_spec
-from twinnn.layers import BatchNorm, Embedding, LayerNorm, Linear
+from twinnn.layers import BatchNorm, Conv1D, Conv2D, Embedding, LayerNorm, Linear
+from twinnn.layers.attention import MultiHeadAttention
 from twinnn.module import Module
 
 __all__ = ["from_torch", "to_torch"]
@@ -99,7 +126,11 @@ def from_torch(module: torch.nn.Module) -> Module:
         return build(Linear, args, state)
     if isinstance(module, (torch.nn.LSTM, torch.nn.GRU)):
         return _rnn_from(module)
+    if isinstance(module, _CONVS):
+        return _conv_from(module)
     converted = _layer_from(module)
+    if converted is None:
+        converted = _attention_from(module)
     if converted is not None:
         return converted
     if isinstance(module, torch.nn.RNNBase):
@@ -108,8 +139,8 @@ def from_torch(module: torch.nn.Module) -> Module:
             f"no twinnn equivalent; twinnn converts torch.nn.LSTM and torch.nn.GRU"
         )
     raise ArgumentTypeError(
-        f"from_torch(module) must be a torch.nn.Embedding, LayerNorm, BatchNorm1d, "
-        f"torch.nn.Linear, torch.nn.LSTM or torch.nn.GRU, got "
+        f"from_torch(module) must be a torch.nn.Conv1d, Conv2d, Embedding, LayerNorm, BatchNorm1d, "
+        f"MultiheadAttention, torch.nn.Linear, torch.nn.LSTM or torch.nn.GRU, got "
         f"{type(module).__name__} (convert a bigger model layer by layer)"
     )
 
@@ -163,7 +194,11 @@ def to_torch(model: Module) -> torch.nn.Module:
         it with ``.to(device)`` as usual; ``nn.Embedding``, ``nn.LayerNorm``,
         ``nn.BatchNorm1d``.
     """
+    if isinstance(model, (Conv1D, Conv2D)):
+        return _conv_to(model)
     native = _layer_to(model)
+    if native is None:
+        native = _attention_to(model)
     if native is not None:
         return native
     kind = kind_of(model, "to_torch(model)")
@@ -321,4 +356,143 @@ def _layer_to(model: Module) -> torch.nn.Module | None:
         tracked = getattr(native, "num_batches_tracked", None)
         if tracked is not None:
             tracked.zero_()  # uninitialised storage otherwise
+    return native
+
+
+# --- Conv1d, Conv2d ------------------------------------------------------------------------------
+
+_CONVS = (torch.nn.Conv1d, torch.nn.Conv2d)
+
+
+def _conv_from(module: torch.nn.Conv1d | torch.nn.Conv2d) -> Module:
+    """``twinnn.Conv1D`` / ``Conv2D`` holding ``module``'s values (weight transposed)."""
+    name = f"torch.nn.{type(module).__name__}"
+    check_setting(
+        module.groups == 1,
+        name,
+        "groups",
+        module.groups,
+        "twinnn's Conv1D/Conv2D connect every input channel to every output (groups=1)",
+    )
+    check_setting(
+        module.padding_mode == "zeros",
+        name,
+        "padding_mode",
+        module.padding_mode,
+        "twinnn's Conv1D/Conv2D pad with zeros",
+    )
+    padding = module.padding
+    if not isinstance(padding, str):
+        padding = tuple(int(p) for p in padding) if any(padding) else "valid"
+    weight = _array(module.weight, f"{name}.weight")  # (O, C, k...)
+    state = {"weight": np.ascontiguousarray(np.moveaxis(weight, (0, 1), (-1, -2)))}
+    if module.bias is not None:
+        state["bias"] = _array(module.bias, f"{name}.bias")
+    cls = Conv1D if isinstance(module, torch.nn.Conv1d) else Conv2D
+    sizes = (module.in_channels, module.out_channels, tuple(module.kernel_size))
+    args = (*sizes, tuple(module.stride), padding, tuple(module.dilation), module.bias is not None)
+    return build(cls, args, state)
+
+
+def _conv_to(model: Conv1D | Conv2D) -> torch.nn.Module:
+    """``torch.nn.Conv1d`` / ``Conv2d`` (channels first) computing ``model``'s convolution."""
+    padding: str | int | tuple[int, ...] = model.padding
+    if padding == "valid":
+        padding = 0
+    elif padding == "same" and set(model.strides) != {1}:
+        raise ArgumentError(
+            f"to_torch(model): twinnn.{type(model).__name__}(padding='same', "
+            f"strides={model.strides}) has no torch equivalent: at a stride > 1 TensorFlow's SAME "
+            f"pads depend on the input size (kernel 3, stride 2: 8 -> (0, 1), 9 -> (1, 1)) and "
+            f"torch's padding is fixed (its 'same' needs stride 1); pad with "
+            f"torch.nn.functional.pad before a padding=0 conv, or give twinnn explicit padding="
+        )
+    cls = torch.nn.Conv1d if isinstance(model, Conv1D) else torch.nn.Conv2d
+    state = model.state_dict()
+    native = _skip_init(
+        cls,
+        model.in_channels,
+        model.out_channels,
+        model.kernel_size,
+        stride=model.strides,
+        padding=padding,
+        dilation=model.dilation,
+        bias="bias" in state,
+    )
+    with torch.no_grad():
+        weight = np.moveaxis(state["weight"], (-1, -2), (0, 1))  # (k..., C, O) -> (O, C, k...)
+        native.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
+        if native.bias is not None:
+            native.bias.copy_(torch.from_numpy(state["bias"]))
+    return native
+
+
+# --- MultiheadAttention --------------------------------------------------------------------------
+
+
+def _attention_from(module: torch.nn.Module) -> Module | None:
+    """The twinnn ``MultiHeadAttention`` for a ``torch.nn.MultiheadAttention``, else None."""
+    if not isinstance(module, torch.nn.MultiheadAttention):
+        return None
+    name = "torch.nn.MultiheadAttention"
+    embed = module.embed_dim
+    check_setting(
+        module.kdim == embed and module.vdim == embed,
+        name,
+        "kdim, vdim",
+        (module.kdim, module.vdim),
+        f"twinnn.MultiHeadAttention projects keys and values of embed_dim={embed} features",
+    )
+    check_setting(
+        module.bias_k is None,
+        name,
+        "add_bias_kv",
+        True,
+        "twinnn.MultiHeadAttention appends no learned key and value to the sequence",
+    )
+    check_setting(
+        not module.add_zero_attn,
+        name,
+        "add_zero_attn",
+        True,
+        "twinnn.MultiHeadAttention appends no zero key and value to the sequence",
+    )
+    packed = _array(module.in_proj_weight, f"{name}.in_proj_weight")  # (3E, E), rows q, k, v
+    state = {f"w_{s}": packed[i * embed : (i + 1) * embed].T.copy() for i, s in enumerate("qkv")}
+    state["w_o"] = _array(module.out_proj.weight, f"{name}.out_proj.weight").T.copy()
+    bias = module.in_proj_bias is not None
+    if bias:
+        packed = _array(module.in_proj_bias, f"{name}.in_proj_bias")
+        for i, s in enumerate("qkv"):
+            state[f"b_{s}"] = packed[i * embed : (i + 1) * embed].copy()
+        state["b_o"] = _array(module.out_proj.bias, f"{name}.out_proj.bias")
+    args = (embed, module.num_heads, float(module.dropout), bias)
+    return build(MultiHeadAttention, args, state)
+
+
+def _attention_to(model: Module) -> torch.nn.Module | None:
+    """``torch.nn.MultiheadAttention(batch_first=True)`` for a twinnn ``MultiHeadAttention``,
+    else None."""
+    if not isinstance(model, MultiHeadAttention):
+        return None
+    state = model.state_dict()
+    bias = "b_q" in state
+    native = _skip_init(
+        torch.nn.MultiheadAttention,
+        model.embed_dim,
+        model.num_heads,
+        dropout=model.dropout,
+        bias=bias,
+        batch_first=True,
+    )
+    values = {
+        "in_proj_weight": np.concatenate([state[f"w_{s}"].T for s in "qkv"]),
+        "out_proj.weight": state["w_o"].T.copy(),
+    }
+    if bias:
+        values["in_proj_bias"] = np.concatenate([state[f"b_{s}"] for s in "qkv"])
+        values["out_proj.bias"] = state["b_o"]
+    with torch.no_grad():
+        for key, param in native.named_parameters():
+            param.copy_(torch.from_numpy(values[key]))
     return native

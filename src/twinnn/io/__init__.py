@@ -54,6 +54,7 @@ from collections.abc import Mapping
 import numpy as np
 import safetensors.numpy
 
+from twinnn.distributed.world import world
 from twinnn.errors import ArgumentTypeError, CheckpointError, StateDictError, describe_shape
 from twinnn.io.files import atomic_write
 from twinnn.io.format import (
@@ -96,10 +97,16 @@ def save(
             built for another model: its state would be saved under the wrong names).
         ArgumentTypeError: an argument of the wrong type.
         OSError: the file cannot be written; ``path`` then still holds its previous contents.
+
+    Under data parallelism (``twinnn run -n N``) only rank 0 writes (after the same checks on
+    every rank); the other ranks return at once. Call :func:`twinnn.distributed.barrier`
+    before other ranks ``load`` the file.
     """
     target = _check_path(path, "save(path)")
     _check_model_and_optimizer("save", model, optimizer)
     user = _check_metadata(metadata)
+    if not world().is_main:  # data parallelism: every rank holds the same state; rank 0 writes
+        return
     from twinnn import __version__
 
     state = model.state_dict()

@@ -1,5 +1,7 @@
 """Neutral layers."""
 
+from twinnn.layers.attention import MultiHeadAttention
+from twinnn.layers.conv import Conv1D, Conv2D
 from twinnn.layers.dropout import Dropout
 from twinnn.layers.embedding import Embedding
 from twinnn.layers.gru import GRU
@@ -7,4 +9,15 @@ from twinnn.layers.linear import Linear
 from twinnn.layers.lstm import LSTM
 from twinnn.layers.normalization import BatchNorm, LayerNorm
 
-__all__ = ["GRU", "LSTM", "BatchNorm", "Dropout", "Embedding", "LayerNorm", "Linear"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "BatchNorm",
+    "Conv1D",
+    "Conv2D",
+    "Dropout",
+    "Embedding",
+    "LayerNorm",
+    "Linear",
+    "MultiHeadAttention",
+]

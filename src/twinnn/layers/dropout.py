@@ -42,6 +42,7 @@ import numpy as np
 from twinnn import config
 from twinnn._checks import check_float
 from twinnn.backends.base import Backend
+from twinnn.distributed import context
 from twinnn.errors import ArgumentError, ArgumentTypeError
 from twinnn.module import Module
 
@@ -116,7 +117,7 @@ def keep_mask(impl: Backend, x: Any, p: float, key: Any, row_offset: int = 0) ->
     """Bool tensor shaped like ``x``: True where element ``e`` is kept (``bits_e >= round(p *
     2**32)``), ``key`` from :func:`step_key`, ``e`` counted from row ``row_offset`` of axis 0
     (a rank-0 ``x`` is one row of one element)."""
-    offset = _check_row_offset(row_offset)
+    offset = context.row_offset(_check_row_offset(row_offset))  # + the slice's, when sharded
     index = impl.element_words(x, offset, lambda high: mix32(impl, high))
     bits = mix32(impl, impl.xor_words(index, key))
     return impl.words_at_least(bits, round(p * 2**32))
@@ -156,9 +157,10 @@ class Dropout(Module):
     the number of training-mode calls so far (buffer ``updates``, int64, not saved in
     ``state_dict()``). So the masks are identical on both backends and in every run with the
     same seed, provided the layers are built in the same order (building them in another
-    order changes which masks each layer gets). ``row_offset`` (default 0) is the global index
-    of this process's first row; the masks of a batch split over several processes then equal
-    those of the whole batch.
+    order changes which masks each layer gets). Inside a data-parallel step the element index
+    counts from the slice's first global row (supplied by the step), so the masks of a batch
+    split over several processes equal those of the whole batch; ``row_offset`` (default 0)
+    adds an offset of your own.
     """
 
     updates: Any  # the int64 buffer (a native tensor or variable)

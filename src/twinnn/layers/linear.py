@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from twinnn import initializers as init_
-from twinnn._checks import check_bool, check_positive_int
+from twinnn._checks import check_bool, check_positive_int, require_dims
 from twinnn.errors import ShapeError, describe_shape
 from twinnn.module import Module, parameter
 
@@ -50,12 +50,19 @@ class Linear(Module):
         impl = self._backend
         x = impl.convert_float(x, "x")
         shape = impl.static_shape(x)
-        if not shape or shape[-1] != self.in_features:
-            raise ShapeError(
-                f"Linear.forward: argument 'x' must have shape (batch..., {self.in_features}) "
-                f"(in_features={self.in_features}), got {describe_shape(shape)}"
-            )
+        if not shape or shape[-1] not in (None, self.in_features):
+            raise ShapeError(self._shape_message().replace("{x}", describe_shape(shape)))
+        if shape[-1] is None:  # flatten() of dims unknown while tracing: checked as it runs
+            template = self._shape_message()
+            x, _ = require_dims(impl, x, self.weight, [(len(shape) - 1, 0)], template)
         return impl.linear(x, self.weight, self.bias)
+
+    def _shape_message(self) -> str:
+        # Built only on the error path (an f-string of a traced int breaks torch.compile graphs).
+        return (
+            f"Linear.forward: argument 'x' must have shape (batch..., {self.in_features}) "
+            f"(in_features={self.in_features}), got {{x}}"
+        )
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,8 @@ import numpy as np
 from twinnn import initializers as init_
 from twinnn._checks import check_float, check_positive_int
 from twinnn.backends.base import Backend
+from twinnn.distributed import context
+from twinnn.distributed.context import Slice
 from twinnn.errors import ArgumentError, ShapeError, describe_shape
 from twinnn.module import Module, parameter
 
@@ -96,6 +98,9 @@ def batch_moments(impl: Backend, x: Any, axes: tuple[int, ...]) -> tuple[Any, An
     """
     shape = impl.static_shape(x)
     count: Any
+    piece = context.current()
+    if piece is not None:  # a slice of a global batch: the global batch's statistics
+        return _global_moments(impl, piece, x, axes)
     if None in (shape[a] for a in axes):  # traced with unknown dims (a compiled TF step)
         first = impl.take(x, impl.convert(np.zeros(1, np.int64), "channel"), len(shape) - 1)
         ones = impl.broadcast_like(impl.convert(np.float32(1.0), "one"), first)
@@ -106,6 +111,17 @@ def batch_moments(impl: Backend, x: Any, axes: tuple[int, ...]) -> tuple[Any, An
             raise ArgumentError(_ONE_VALUE)
     mean = impl.sum(x, axes, False) / count
     var = impl.sum(impl.square(x - mean), axes, False) / count
+    return mean, var, count
+
+
+def _global_moments(impl: Backend, piece: Slice, x: Any, axes: tuple[int, ...]) -> tuple[Any, ...]:
+    """:func:`batch_moments` over the global batch, from this slice's sums: ``count`` and
+    ``sum(x)`` summed over the slices, then ``sum((x - mean)**2)`` about the global mean
+    (gradients flow through both sums to every slice, as on one process)."""
+    ones = impl.broadcast_like(impl.convert_float(1.0, "one"), x)
+    count = piece.global_sum(impl.sum(ones, axes, False))
+    mean = piece.global_sum_with_grad(impl.sum(x, axes, False)) / count
+    var = piece.global_sum_with_grad(impl.sum(impl.square(x - mean), axes, False)) / count
     return mean, var, count
 
 

@@ -8,6 +8,9 @@ weighted losses and the weights its mean divides by:
 - ``"sum"``: their sum;
 - ``"mean"``: ``sum(w * l) / sum(broadcast w)`` -- the weighted mean -- and ``0`` when every
   weight is 0 (nothing to average: no NaN, zero gradients); without weights the plain mean.
+  In a data-parallel step (one slice of a global batch) the divisor is the *global* sum of
+  the weights (the global count): ``sum(w * l over the slice) / global_sum(sum(w))``, so the
+  slices' losses add up to the global batch's loss.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from twinnn._checks import fill_shapes, require_dims
 from twinnn.backends.base import Backend
+from twinnn.distributed import context
 from twinnn.errors import ArgumentError, ShapeError, describe_shape
 
 __all__ = ["REDUCTIONS", "check_reduction", "checked_weight", "reduce", "require_same_shape"]
@@ -87,6 +91,18 @@ def checked_weight(
     return impl.assert_nonnegative(weight, "ArgumentError", negative)
 
 
+def _count(impl: Backend, weighted: Any, count: Any) -> Any:
+    """``count`` (the sum of the weights), or the number of elements of ``weighted``."""
+    if count is not None:
+        return count
+    shape = impl.static_shape(weighted)
+    if None not in shape:
+        return impl.convert_float(
+            float(np.prod([d or 0 for d in shape], dtype=np.float64)), "count"
+        )
+    return impl.sum(impl.broadcast_like(impl.convert_float(1.0, "one"), weighted))
+
+
 def reduce(impl: Backend, weighted: Any, weights: Any, reduction: str) -> Any:
     """Reduce the per-item losses ``weighted`` (already multiplied by their weights).
 
@@ -98,6 +114,10 @@ def reduce(impl: Backend, weighted: Any, weights: Any, reduction: str) -> Any:
     total = impl.sum(weighted)
     if reduction == "sum":
         return total
+    piece = context.current()
+    if piece is not None:  # one slice of a global batch: divide by the global count
+        count = impl.sum(impl.broadcast_like(weights, weighted)) if weights is not None else None
+        return impl.divide_no_nan(total, piece.global_sum(_count(impl, weighted, count)))
     if weights is None:
         return impl.mean(weighted)
     return impl.divide_no_nan(total, impl.sum(impl.broadcast_like(weights, weighted)))

@@ -18,7 +18,8 @@ silently (:func:`cast` converts it). The others keep the dtype, as NumPy.
 
 The ops live in submodules: ``twinnn.ops.tensors`` (tensors and the first ops),
 ``twinnn.ops.math`` (element-wise math and reductions), ``twinnn.ops.shape`` (shapes, gathers,
-dtypes) and ``twinnn.ops.activations``; every name is importable from ``twinnn.ops``. Where
+dtypes), ``twinnn.ops.activations`` and ``twinnn.ops.pooling`` (``max_pool``, ``avg_pool``,
+``flatten``); every name is importable from ``twinnn.ops``. Where
 torch and TensorFlow differ and what twinnn does: ``docs/ops.md``.
 """
 
@@ -41,6 +42,7 @@ from twinnn.ops.math import (
     square,
     where,
 )
+from twinnn.ops.pooling import avg_pool, flatten, max_pool
 from twinnn.ops.shape import (
     cast,
     expand_dims,
@@ -72,12 +74,14 @@ __all__ = [
     "abs",
     "argmax",
     "argmin",
+    "avg_pool",
     "cast",
     "clip",
     "concat",
     "elu",
     "exp",
     "expand_dims",
+    "flatten",
     "gelu",
     "leaky_relu",
     "log",
@@ -86,6 +90,7 @@ __all__ = [
     "logsumexp",
     "matmul",
     "max",
+    "max_pool",
     "maximum",
     "mean",
     "min",

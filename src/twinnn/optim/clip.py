@@ -48,7 +48,7 @@ def clipper(impl: Backend, clip_norm: object, clip_value: object) -> Clip | None
 
 
 def _clip_norm(impl: Backend, grads: Sequence[Any], max_norm: float) -> list[Any]:
-    norms = [impl.sqrt(impl.sum(impl.square(g))) for g in grads]
+    norms = [impl.l2_norm(g) for g in grads]
     total = impl.sqrt(sum((n * n for n in norms[1:]), norms[0] * norms[0]))
     coefficient = impl.clip(max_norm / (total + 1e-6), None, 1.0)
     return [g * coefficient for g in grads]

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twinnn.backends.tensorflow.attention import attention
 from twinnn.backends.tensorflow.checks import (
     assert_dims,
     assert_in_range,
     assert_nonnegative,
     divide_no_nan,
+)
+from twinnn.backends.tensorflow.conv import (
+    assert_min_dims,
+    avg_pool,
+    conv,
+    flatten,
+    max_pool,
 )
 from twinnn.backends.tensorflow.core import (
     NAME,
@@ -41,6 +49,19 @@ from twinnn.backends.tensorflow.core import (
     to_numpy,
     visible_gpus,
     write_buffer,
+)
+from twinnn.backends.tensorflow.distributed import (
+    all_gather,
+    all_reduce_sum,
+    custom_gradient,
+    flatten_all,
+    in_replica,
+    join_group,
+    keep_written_arithmetic,
+    leave_group,
+    rows,
+    snapshot,
+    unflatten_like,
 )
 from twinnn.backends.tensorflow.math import (
     abs,
@@ -78,6 +99,7 @@ from twinnn.backends.tensorflow.nn import (
 )
 from twinnn.backends.tensorflow.optim import (
     clip,
+    l2_norm,
     make_scalar_feed,
     make_slot,
     sqrt,
@@ -96,6 +118,23 @@ from twinnn.backends.tensorflow.rnn import gru, lstm, roll_time
 from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
 __all__ = [
+    "l2_norm",
+    "keep_written_arithmetic",
+    "snapshot",
+    "rows",
+    "all_gather",
+    "all_reduce_sum",
+    "custom_gradient",
+    "flatten_all",
+    "in_replica",
+    "join_group",
+    "leave_group",
+    "unflatten_like",
+    "assert_min_dims",
+    "avg_pool",
+    "conv",
+    "flatten",
+    "max_pool",
     "sparse_cross_entropy",
     "NAME",
     "abs",
@@ -106,6 +145,7 @@ __all__ = [
     "assert_in_range",
     "assert_nonnegative",
     "assign",
+    "attention",
     "broadcast_like",
     "build_eval_step",
     "build_train_step",

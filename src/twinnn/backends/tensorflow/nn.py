@@ -16,7 +16,7 @@ def linear(x: Any, weight: Any, bias: Any | None) -> Any:
         y = tf.linalg.matmul(x, weight)
     else:
         lead = tf.shape(x)[:-1]
-        y = tf.linalg.matmul(tf.reshape(x, [-1, x.shape[-1]]), weight)
+        y = tf.linalg.matmul(tf.reshape(x, [-1, weight.shape[0]]), weight)
         y = tf.reshape(y, tf.concat([lead, tf.shape(weight)[-1:]], axis=0))
     if bias is None:
         return y

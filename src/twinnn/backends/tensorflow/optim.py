@@ -53,6 +53,12 @@ def clip(x: Any, low: float | None, high: float | None) -> Any:
     return x
 
 
+def l2_norm(x: Any) -> Any:
+    """``sqrt(sum(x**2))`` in one pass (``l2_loss`` is ``sum(x**2) / 2``, fused; times 2 is
+    exact)."""
+    return tf.sqrt(2.0 * tf.nn.l2_loss(x))
+
+
 class TensorVector:
     """A list of tensors with element-wise arithmetic, one TensorFlow op per tensor (inside
     a traced step they are graph ops; the per-tensor loop costs nothing at run time)."""

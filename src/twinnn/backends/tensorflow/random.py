@@ -25,9 +25,15 @@ _U32 = tf.uint32
 _FAST_END = 2**31  # indices below this fit an int32
 
 
-def element_words(x: Any, row_offset: int, mix_high: Callable[[Any], Any]) -> Any:
+def element_words(x: Any, row_offset: Any, mix_high: Callable[[Any], Any]) -> Any:
     shape = x.shape
-    if shape.is_fully_defined():  # eager, or XLA: the host knows every index
+    if isinstance(row_offset, tf.Tensor) and not tf.executing_eagerly():
+        row_offset = tf.cast(row_offset, tf.int64)  # a data-parallel offset, known at run time
+    elif not isinstance(row_offset, int):
+        row_offset = int(row_offset)
+    if shape.is_fully_defined() and isinstance(
+        row_offset, int
+    ):  # eager, or XLA: the host knows every index
         n = shape.num_elements()
         rows = shape[0] if shape.rank else 1
         start = row_offset * (n // rows if rows else 0)

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from twinnn.backends.tensorflow.checks import raise_graph_check, tracing_for_xla
 from twinnn.backends.tensorflow.core import convert, device_scope
+from twinnn.backends.tensorflow.distributed import active, failed, in_replica
 from twinnn.errors import TwinnnError
 
 Shape = tuple[int | None, ...]
@@ -137,6 +138,12 @@ class CompiledStep:
                 result = caller(*tensors)
             except tf.errors.InvalidArgumentError as exc:
                 raise_graph_check(exc.message)
+                if active():
+                    raise failed("a step's collective", exc) from exc
+                raise
+            except tf.errors.OpError as exc:
+                if active():  # a peer gone, a collective timed out
+                    raise failed("a step's collective", exc) from exc
                 raise
             self._finish()
             return self._result(result)
@@ -173,10 +180,11 @@ def build_train_step(
     missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
     jit: bool,
+    gradients: Callable[..., tuple[Any, Any, list[Any]]] | None = None,
 ) -> CompiledStep:
     params = list(params)
 
-    def body(*args: Any) -> Any:
+    def grads_of(*args: Any) -> tuple[Any, Any, list[Any]]:
         with tf.GradientTape() as tape:
             loss, outputs = loss_of(*args)
         grads = tape.gradient(loss, params)
@@ -184,12 +192,22 @@ def build_train_step(
             missing = [i for i, g in enumerate(grads) if g is None]
             if missing:
                 missing_gradients(missing)
-        apply_gradients(
-            [tf.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
-        )
+        zeros_for_none = [
+            tf.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)
+        ]
+        return loss, outputs, zeros_for_none
+
+    def body(*args: Any) -> Any:
+        if gradients is None:
+            loss, outputs, grads = grads_of(*args)
+        else:
+            loss, outputs, grads = gradients(grads_of, *args)
+        apply_gradients(grads)
         return loss, outputs
 
-    return CompiledStep(body, loss_of, check_args, eager, jit, prepare, finish, pair=True)
+    return CompiledStep(
+        in_replica(body), in_replica(loss_of), check_args, eager, jit, prepare, finish, pair=True
+    )
 
 
 def build_eval_step(
@@ -199,4 +217,4 @@ def build_eval_step(
     eager: bool,
     jit: bool,
 ) -> CompiledStep:
-    return CompiledStep(forward, forward, check_args, eager, jit)
+    return CompiledStep(in_replica(forward), in_replica(forward), check_args, eager, jit)

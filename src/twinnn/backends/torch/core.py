@@ -50,6 +50,11 @@ def set_device(kind: str, index: int | None, argument: str) -> str:
     return current_device()
 
 
+def current_torch_device() -> torch.device:
+    """The ``torch.device`` new tensors go to."""
+    return _device
+
+
 def current_device() -> str:
     return "cpu" if _device.type == "cpu" else f"gpu:{_device.index or 0}"
 

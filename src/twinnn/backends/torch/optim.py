@@ -63,6 +63,11 @@ def clip(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor
     return torch.clamp(x, low, high)
 
 
+def l2_norm(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(sum(x**2))`` in one pass (no squared temporary)."""
+    return torch.linalg.vector_norm(x)  # type: ignore[no-any-return]
+
+
 class TensorVector:
     """A list of tensors with element-wise arithmetic by multi-tensor (``_foreach``) kernels:
     one call per operation for every parameter of a group. Each ``_foreach`` operation rounds

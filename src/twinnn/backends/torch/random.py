@@ -28,7 +28,8 @@ def _signed(value: int) -> int:
     return value - _WORD if value >= 2**31 else value
 
 
-def element_words(x: torch.Tensor, row_offset: int, mix_high: Callable[[Any], Any]) -> Any:
+def element_words(x: torch.Tensor, row_offset: Any, mix_high: Callable[[Any], Any]) -> Any:
+    row_offset = int(row_offset)  # a data-parallel offset may come as a 0-d tensor
     n = x.numel()
     rows = x.shape[0] if x.dim() else 1
     start = row_offset * (n // rows if rows else 0)

@@ -67,16 +67,23 @@ def build_train_step(
     missing_gradients: Callable[[list[int]], None] | None,
     eager: bool,
     jit: bool,
+    gradients: Callable[..., tuple[Any, Any, list[Any]]] | None = None,
 ) -> Callable[..., Any]:
     forward = _compiled(loss_of, jit and not eager)
     params = tuple(params)
+
+    def grads_of(*tensors: Any) -> tuple[Any, Any, list[Any]]:
+        loss, outputs = forward(*tensors)
+        return loss, outputs, _gradients(loss, params, missing_gradients)
 
     def step(*args: Any) -> Any:
         tensors = _convert_all(args)
         check_args([tuple(t.shape) for t in tensors])
         prepare()
-        loss, outputs = forward(*tensors)
-        grads = _gradients(loss, params, missing_gradients)
+        if gradients is None:
+            loss, outputs, grads = grads_of(*tensors)
+        else:
+            loss, outputs, grads = gradients(grads_of, *tensors)
         with torch.no_grad():
             apply_gradients(grads)
         finish()
