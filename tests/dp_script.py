@@ -7,7 +7,8 @@ one process on the global batch). Trains two models on the same global batches (
 LSTM over padded sequences with lengths and a masked mean -- and rank 0 writes every loss and
 the final weights to OUT (``.npz``). FLAGS: ``save=PATH`` (checkpoint the MLP after 3
 steps), ``resume=PATH`` (load it and run the last 3 steps only), ``raise-at=K`` /
-``kill-at=K`` (rank 1 raises / kills itself with SIGKILL before step K), ``seed1=S`` (rank 1
+``kill-at=K`` / ``stall-at=K`` (rank 1 raises / kills itself with SIGKILL / sleeps
+600 s before step K), ``seed1=S`` (rank 1
 builds its models after another seed).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -92,6 +94,8 @@ for step in range(first, STEPS):
         raise RuntimeError(f"rank 1 fails on purpose at step {step}")
     if world.rank == 1 and options.get("kill-at") == str(step):
         os.kill(os.getpid(), signal.SIGKILL)
+    if world.rank == 1 and options.get("stall-at") == str(step):
+        time.sleep(600)  # alive but gone: rank 0's collective must time out
     flat, seq = batches(step)
     losses["mlp"].append(float(mlp_step(*here(flat))))
     if "resume" not in options:

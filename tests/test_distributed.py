@@ -28,7 +28,7 @@ _cache: dict[tuple[str, ...], tuple[subprocess.CompletedProcess[str], Path]] = {
 
 
 def _run(
-    backend: str, mode: str, tmp: Path, *flags: str, ranks: int = 2
+    backend: str, mode: str, tmp: Path, *flags: str, ranks: int = 2, timeout: str = "60"
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """Run the script (``twinnn run -n ranks`` for deterministic/fast, else alone); cached
     per argument list for the module (several tests read the same run)."""
@@ -39,7 +39,7 @@ def _run(
     env = {**os.environ, "TWINNN_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     script = [str(SCRIPT), mode, str(out), *flags]
     if mode in ("deterministic", "fast"):
-        command = [sys.executable, "-m", "twinnn", "run", "-n", str(ranks), "--timeout", "60"]
+        command = [sys.executable, "-m", "twinnn", "run", "-n", str(ranks), "--timeout", timeout]
         command += script
     else:
         command = [sys.executable, *script]
@@ -131,6 +131,19 @@ def test_a_failing_rank_stops_the_run_with_a_clear_error(
         if pid.isdigit() and _cmdline(pid).count(str(SCRIPT)) and fault in _cmdline(pid)
     ]
     assert leftovers == []
+
+
+def test_a_stalled_rank_makes_the_others_time_out(backend: str, runs: Path) -> None:
+    """Rank 1 stays alive but stops taking part (it sleeps before step 3): rank 0's
+    collective raises a DistributedError after ``--timeout`` (10 s), and the run ends."""
+    start = time.monotonic()
+    done, _ = _run(backend, "deterministic", runs, "stall-at=3", timeout="10")
+    elapsed = time.monotonic() - start
+    assert done.returncode != 0
+    assert "rank 0 failed first" in done.stderr, done.stderr[-2000:]
+    assert "DistributedError: rank 0:" in done.stdout + done.stderr
+    assert "did not reach the same step in time" in done.stdout + done.stderr
+    assert elapsed < 120, f"took {elapsed:.0f} s"
 
 
 def _cmdline(pid: str) -> str:
