@@ -50,6 +50,8 @@ _WORKLOAD_NAMES = (
     "lstm_adam",
     "lm_lstm",
     "lm_lstm_nodrop",
+    "transformer_small",
+    "cnn_small",
 )
 
 _LABELS = {"twinnn": "twinnn", "native": "native", "keras3": "Keras 3"}

@@ -9,6 +9,15 @@ lm: ``Embedding -> Dropout -> LSTM(num_layers, dropout) -> Dropout -> Linear``, 
 outputs=True)``; the model takes the state ``(h0, c0)`` as inputs and returns the new one
 with the logits, and the step passes it into the next chunk (the returned outputs are
 detached: truncated BPTT), as ``examples/word_language_model.py`` does.
+
+transformer: ``examples/transformer_classifier.py``'s model -- ``Embedding`` plus the
+positions, ``Dropout``, encoder blocks of ``MultiHeadAttention(key_lengths=...)``, ``Dropout``,
+``LayerNorm``, ``Linear``, ``gelu``, ``Dropout``, ``Linear``, ``Dropout``, ``LayerNorm``
+(post-norm, torch's attribute names), the mean over ``sequence_mask(lengths)``, ``Linear``;
+``cross_entropy``, ``AdamW`` and ``train_step``.
+
+cnn: ``Conv2D(padding="same")``, ``relu``, ``max_pool(2)`` per convolution, ``flatten``,
+``Linear``, channels last; ``cross_entropy``, ``SGD(momentum=...)`` and ``train_step``.
 """
 
 from __future__ import annotations
@@ -18,12 +27,18 @@ from typing import Any
 import numpy as np
 
 import twinnn as tn
-from benchmarks.workloads import Batch, Impl, Workload
+from benchmarks.workloads import Batch, Impl, Workload, cnn_flat, sinusoidal_positions
 
 __all__ = ["build", "lstm_available", "missing"]
 
 #: What each workload kind needs from twinnn.
-_NEEDS = {"linear": ("Linear",), "lstm": ("LSTM",), "lm": ("Embedding", "Dropout", "LSTM")}
+_NEEDS = {
+    "linear": ("Linear",),
+    "lstm": ("LSTM",),
+    "lm": ("Embedding", "Dropout", "LSTM"),
+    "transformer": ("Embedding", "Dropout", "MultiHeadAttention", "LayerNorm", "AdamW"),
+    "cnn": ("Conv2D", "max_pool", "flatten"),
+}
 
 
 def lstm_available() -> bool:
@@ -109,6 +124,72 @@ def _build_lm(workload: Workload, batches: list[Batch], weights: dict[str, np.nd
     )
 
 
+class _EncoderLayer(tn.Module):
+    """torch's ``nn.TransformerEncoderLayer(E, H, F, p, activation="gelu", batch_first=True)``
+    (post-norm), the same attribute names."""
+
+    def __init__(self, embed: int, heads: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = tn.MultiHeadAttention(embed, heads, dropout=dropout)
+        self.linear1 = tn.Linear(embed, hidden)
+        self.dropout = tn.Dropout(dropout)
+        self.linear2 = tn.Linear(hidden, embed)
+        self.norm1 = tn.LayerNorm(embed)
+        self.norm2 = tn.LayerNorm(embed)
+        self.dropout1 = tn.Dropout(dropout)
+        self.dropout2 = tn.Dropout(dropout)
+
+    def forward(self, x: Any, lengths: Any) -> Any:
+        x = self.norm1(x + self.dropout1(self.self_attn(x, key_lengths=lengths)))
+        mlp = self.linear2(self.dropout(tn.gelu(self.linear1(x))))
+        return self.norm2(x + self.dropout2(mlp))
+
+
+class _TransformerClassifier(tn.Module):
+    """``(tokens (B, T), lengths (B,))`` -> logits ``(B, classes)``."""
+
+    positions: Any  # the (T, E) position table, a non-persistent buffer
+
+    def __init__(self, workload: Workload) -> None:
+        super().__init__()
+        e, p = workload.in_features, workload.dropout
+        self.time = workload.time
+        self.embed = tn.Embedding(workload.vocab, e)
+        self.register_buffer("positions", sinusoidal_positions(workload.time, e), False)
+        self.drop = tn.Dropout(p)
+        self.layers = tn.ModuleList(
+            [_EncoderLayer(e, workload.heads, workload.hidden, p) for _ in range(workload.layers)]
+        )
+        self.head = tn.Linear(e, workload.out_features)
+
+    def forward(self, tokens: Any, lengths: Any) -> Any:
+        x = self.drop(self.embed(tokens) + self.positions)  # (B, T, E)
+        for layer in self.layers:
+            x = layer(x, lengths)
+        valid = tn.expand_dims(tn.sequence_mask(lengths, self.time), axis=-1)  # (B, T, 1)
+        counts = tn.expand_dims(tn.cast(lengths, "float32"), axis=-1)  # (B, 1)
+        return self.head(tn.sum(x * valid, axis=1) / counts)
+
+
+class _CNNClassifier(tn.Module):
+    """``images (B, H, W, C)`` -> logits ``(B, classes)``: per convolution ``k``
+    ``max_pool(relu(conv{k}(x)), 2)``, then ``head(flatten(x))``."""
+
+    def __init__(self, workload: Workload) -> None:
+        super().__init__()
+        sizes = (workload.in_features, *workload.channels)
+        self.depth = len(workload.channels)
+        for k in range(1, self.depth + 1):
+            setattr(self, f"conv{k}", tn.Conv2D(sizes[k - 1], sizes[k], 3, padding="same"))
+        side, channels = cnn_flat(workload)
+        self.head = tn.Linear(side * side * channels, workload.out_features)
+
+    def forward(self, x: Any) -> Any:
+        for k in range(1, self.depth + 1):
+            x = tn.max_pool(tn.relu(getattr(self, f"conv{k}")(x)), 2)
+        return self.head(tn.flatten(x))
+
+
 def build(
     workload: Workload, batches: list[Batch], weights: dict[str, np.ndarray], device: str
 ) -> Impl:
@@ -116,17 +197,27 @@ def build(
     if workload.kind == "lm":
         return _build_lm(workload, batches, weights)
     model: tn.Module
+    loss_fn: Any = tn.mse_loss
     if workload.kind == "linear":
         model = tn.Linear(workload.in_features, workload.out_features)
+    elif workload.kind == "transformer":
+        tn.seed(0)  # the dropout masks: the same on both backends, every run
+        model = _TransformerClassifier(workload)
+        loss_fn = tn.cross_entropy
+    elif workload.kind == "cnn":
+        model = _CNNClassifier(workload)
+        loss_fn = tn.cross_entropy
     else:
         model = _LSTMRegressor(workload.in_features, workload.hidden, workload.out_features)
     model.load_state_dict(weights)
     optimizer: tn.Optimizer
     if workload.optimizer == "adam":
         optimizer = tn.Adam(model, lr=workload.lr)
+    elif workload.optimizer == "adamw":
+        optimizer = tn.AdamW(model, lr=workload.lr, weight_decay=0.01)
     else:
-        optimizer = tn.SGD(model, lr=workload.lr)
-    step = tn.train_step(model, tn.mse_loss, optimizer, clip_norm=workload.clip_norm)
+        optimizer = tn.SGD(model, lr=workload.lr, momentum=workload.momentum)
+    step = tn.train_step(model, loss_fn, optimizer, clip_norm=workload.clip_norm)
     native = [
         tuple(tn.tensor(a, dtype="int64" if a.dtype.kind in "iu" else "float32") for a in batch)
         for batch in batches

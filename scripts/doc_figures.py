@@ -274,7 +274,7 @@ def _first_losses_here(backend: str) -> dict[str, dict[str, float]]:
     builders = {"twinnn": twinnn_impl.build, "native": native.build, "keras3": keras3.build}
     result: dict[str, dict[str, float]] = {}
     for name, workload in WORKLOADS.items():
-        if workload.kind == "lm":  # the lm_lstm workloads: tests/test_benchmarks.py checks them
+        if workload.kind not in ("linear", "lstm"):  # lm, transformer, cnn: test_benchmarks.py
             continue
         batches, weights = make_batches(workload), make_weights(workload)
         result[name] = {"float64": _reference_first_loss(workload, batches[0], weights)}

@@ -297,6 +297,10 @@ class Backend(Protocol):
         """``a / b`` where ``b != 0``, else ``0`` -- with finite gradients everywhere."""
 
     # --- layers -----------------------------------------------------------------------------------
+    def layer_norm(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+        """Layer normalisation over the last axis: ``(x - mean) / sqrt(var + eps) * weight +
+        bias`` with the biased variance (the framework's fused kernel where it has one)."""
+
     def stop_gradient(self, x: Tensor) -> Tensor:
         """``x``'s values with no gradient flowing back through them (torch ``detach``, TF
         ``stop_gradient``): the Embedding's padding row."""

@@ -89,6 +89,7 @@ from twinnn.backends.tensorflow.math import (
 from twinnn.backends.tensorflow.nn import (
     elu,
     gelu,
+    layer_norm,
     leaky_relu,
     linear,
     log_softmax,
@@ -118,6 +119,7 @@ from twinnn.backends.tensorflow.rnn import gru, lstm, roll_time
 from twinnn.backends.tensorflow.trainer import build_eval_step, build_train_step
 
 __all__ = [
+    "layer_norm",
     "l2_norm",
     "keep_written_arithmetic",
     "snapshot",

@@ -61,3 +61,12 @@ def elu(x: Any, alpha: float) -> Any:
 def sparse_cross_entropy(logits: Any, ids: Any) -> Any:
     """``-log_softmax(logits)[..., ids]`` per item, by TensorFlow's fused kernel."""
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+
+
+def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> Any:
+    """``(x - mean) * (1 / sqrt(var + eps)) * weight + bias`` over the last axis (biased
+    variance), written out: grappler fuses the elementwise tail."""
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    centred = x - mean
+    var = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
+    return centred * (1.0 / tf.sqrt(var + eps)) * weight + bias
