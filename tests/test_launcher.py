@@ -302,3 +302,25 @@ def test_in_process_run_prefixes_lines(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["run", "-n", "2", str(script)]) == 0
     out = capsys.readouterr().out
     assert sorted(out.splitlines()) == ["[rank 0] hello 0", "[rank 1] hello 1"]
+
+
+def test_the_rank_that_caused_a_failure_is_named_not_the_one_that_lost_its_peer(
+    tmp_path: Path,
+) -> None:
+    """Rank 0 ends first with PEER_LOST_EXIT (what an uncaught DistributedError exits with
+    under ``init()``), rank 1 a moment later with its own error: rank 1 is named."""
+    from twinnn.distributed.world import PEER_LOST_EXIT
+
+    script = _script(
+        tmp_path,
+        f"""
+        import os, sys, time
+        if os.environ["RANK"] == "0":
+            sys.exit({PEER_LOST_EXIT})
+        time.sleep(1.0)
+        sys.exit(3)
+        """,
+    )
+    done = _run(tmp_path, "-n", "2", str(script))
+    assert done.returncode == 3
+    assert "twinnn run: rank 1 failed first (exit code 3)" in done.stderr

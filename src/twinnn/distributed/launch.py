@@ -18,7 +18,9 @@ Every line a process writes to stdout (stderr) is copied to the command's stdout
 the prefix ``[rank r] ``. When a process exits non-zero or is killed, the others get
 ``GRACE_S`` seconds to end (and print their own errors), then SIGTERM, then SIGKILL
 ``KILL_AFTER_S`` seconds later, each on its whole process group; the command then names the
-rank that failed first and exits with its exit code (1 if it was killed by a signal). SIGINT,
+rank that failed first and exits with its exit code (1 if it was killed by a signal). A rank
+that only lost its peer (an uncaught ``DistributedError``: exit code ``PEER_LOST_EXIT``) is not
+named when another rank failed for a reason of its own, even if it ended first. SIGINT,
 SIGTERM or SIGHUP to the command stops every process the same way (exit ``128 + signal``).
 """
 
@@ -41,6 +43,7 @@ from types import FrameType
 from typing import IO, Any
 
 from twinnn import backends as registry
+from twinnn.distributed.world import PEER_LOST_EXIT
 from twinnn.errors import TwinnnError
 
 __all__ = [
@@ -255,6 +258,7 @@ def launch(
         threads.append(worker)
 
     codes: dict[int, int] = {}
+    failures: list[int] = []  # ranks in the order they failed
     first: int | None = None
     interrupted: int | None = None
     stopped: list[int] = []
@@ -293,6 +297,8 @@ def launch(
                 except queue.Empty:
                     continue
                 codes[rank] = code
+                if code != 0:
+                    failures.append(rank)
                 if code != 0 and first is None:
                     first, deadline = rank, time.monotonic() + grace
         except _Interrupted as exc:
@@ -313,6 +319,10 @@ def launch(
         return 128 + interrupted
     if first is None:
         return 0
+    # A rank that only lost its peer (it exits PEER_LOST_EXIT) may end before the rank that
+    # caused it; the cause is the first failure that is not such a consequence.
+    causes = [r for r in failures if codes[r] != PEER_LOST_EXIT]
+    first = causes[0] if causes else first
     code = codes[first]
     err.line(f"{_PREFIX}rank {first} failed first ({_describe(code)}){note}".encode())
     return code if code > 0 else 1

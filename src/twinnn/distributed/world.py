@@ -17,6 +17,7 @@ import atexit
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from twinnn import config
 from twinnn.errors import ArgumentError, ArgumentTypeError, DistributedError
 
 __all__ = [
+    "PEER_LOST_EXIT",
     "World",
     "barrier",
     "check_same_parameters",
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 300.0
+#: The exit code of a rank that ends on an uncaught :class:`DistributedError` (a lost or
+#: stalled peer, ranks that disagree): ``twinnn run`` then names the rank that caused it.
+PEER_LOST_EXIT = 75
 
 
 @dataclass(frozen=True)
@@ -124,8 +129,24 @@ def init() -> World:
         config.set_device(f"gpu:{local % max(len(gpus), 1)}")
     impl.join_group(rank, size, timeout, gpu)
     atexit.register(impl.leave_group)  # torch: a group left open aborts the interpreter's exit
+    _exit_on_distributed_errors()
     _world, _joined_backend = World(rank, size, local, timeout), impl.NAME
     return _world
+
+
+def _exit_on_distributed_errors() -> None:
+    """An uncaught :class:`DistributedError` prints its traceback as usual, then ends the
+    process with :data:`PEER_LOST_EXIT` at once (leaving a broken group cannot block it)."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+        previous(kind, value, trace)
+        if isinstance(value, DistributedError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(PEER_LOST_EXIT)
+
+    sys.excepthook = hook
 
 
 def world() -> World:
