@@ -49,16 +49,17 @@ REDUCE_MODES = ("fast", "deterministic")
 GradsOf = Callable[..., tuple[Any, Any, list[Any]]]
 
 
-def _offset(impl: Backend, first: Any, rank: int, gather: Callable[[Any], Any]) -> Any:
-    """The global index of rank ``rank``'s first row (``first`` is its first argument), as a
-    function that gathers every rank's row count when called. Every rank calls it or none
-    does: the same model code runs on every rank."""
+def _rank_slice(impl: Backend, rank: int, world_size: int, first: Any) -> Slice:
+    """This rank's :class:`Slice` (``first`` is its first step argument). The row offset is
+    computed when first used -- a gather of every rank's row count -- so a model without
+    dropout never pays it; every rank uses it or none does (the same code runs everywhere)."""
+    gather = impl.all_gather
 
-    def compute() -> Any:
+    def offset() -> Any:
         sizes = gather(impl.convert(impl.rows(first), "rows", "int64"))
         return 0 if rank == 0 else fold(sizes, rank)
 
-    return compute
+    return Slice(impl, rank, world_size, offset, gather)
 
 
 def across_processes(impl: Backend, rank: int, world_size: int, reduce: str) -> Callable[..., Any]:
@@ -68,15 +69,15 @@ def across_processes(impl: Backend, rank: int, world_size: int, reduce: str) -> 
     gather = impl.all_gather
 
     def gradients(grads_of: GradsOf, *args: Any) -> tuple[Any, Any, list[Any]]:
-        piece = Slice(impl, rank, world_size, _offset(impl, args[0], rank, gather), gather)
-        with context.running(piece):
+        with context.running(_rank_slice(impl, rank, world_size, args[0])):
             loss, outputs, grads = grads_of(*args)
-        flat = impl.flatten_all([*grads, impl.reshape(loss, [1])])
+        parts = [*grads, impl.reshape(loss, [1])]  # one buffer, one collective
+        flat = impl.flatten_all(parts)
         if reduce == "deterministic":
             total = fold(gather(flat), world_size)
         else:
             total = impl.all_reduce_sum(flat)
-        *summed, global_loss = impl.unflatten_like(total, [*grads, impl.reshape(loss, [1])])
+        *summed, global_loss = impl.unflatten_like(total, parts)
         return impl.reshape(global_loss, []), outputs, summed
 
     return gradients
@@ -87,11 +88,9 @@ def evaluation_across_processes(
 ) -> Callable[..., Any]:
     """An eval step's body: this rank's slice, the global loss (``(loss, outputs)`` when
     ``pair``)."""
-    gather = impl.all_gather
 
     def evaluate(*args: Any) -> Any:
-        piece = Slice(impl, rank, world_size, _offset(impl, args[0], rank, gather), gather)
-        with context.running(piece):
+        with context.running(_rank_slice(impl, rank, world_size, args[0])) as piece:
             result = forward(*args)
             loss = result[0] if pair else result
             total = piece.global_sum(loss)

@@ -61,7 +61,7 @@ def _context() -> Any:
     if context is None or _strategy is None:
         raise DistributedError(
             "a collective ran outside a twinnn step: under data parallelism, collectives run "
-            "inside train_step/eval_step (twinnn.distributed.all_gather wraps eager calls)"
+            "inside train_step/eval_step, or through in_replica"
         )
     return context
 
