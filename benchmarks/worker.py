@@ -21,12 +21,18 @@ path the result (a JSON object) is written to. Modes:
 
 ``"tiny": true`` in the spec shrinks every workload (:func:`benchmarks.workloads.tiny`).
 
+Keras 3 is optional: where ``keras`` is not installed its measurements are skipped, not
+failed -- ``{"skipped": KERAS_MISSING}`` in place of the ``keras3`` import, memory and
+implementation results, and ``"not installed"`` as its version -- and the other
+implementations are measured as usual.
+
 Nothing but the standard library is imported before the import timing.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -43,6 +49,15 @@ _IMPORTS = {
     },
     "keras3": {"torch": "import keras", "tensorflow": "import keras"},
 }
+
+
+#: The note that replaces Keras 3's results where ``keras`` is not installed.
+KERAS_MISSING = "Keras 3 is not installed (pip install keras)"
+
+
+def _keras_missing() -> str | None:
+    """:data:`KERAS_MISSING` if ``keras`` cannot be imported (found without importing it)."""
+    return KERAS_MISSING if importlib.util.find_spec("keras") is None else None
 
 
 #: Steps whose losses are recorded before timing (``agreement_losses``): the first checks the
@@ -118,15 +133,20 @@ def _resolve_device(backend: str, requested: str) -> tuple[str, str]:
 def _versions(backend: str) -> dict[str, str]:
     import platform
 
-    import keras  # type: ignore[import-untyped]
     import numpy
 
     import twinnn
 
+    if _keras_missing():
+        keras_version = "not installed"
+    else:
+        import keras  # type: ignore[import-untyped]
+
+        keras_version = keras.__version__
     versions = {
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "keras": keras.__version__,
+        "keras": keras_version,
         "twinnn": twinnn.__version__,
     }
     if backend == "torch":
@@ -180,11 +200,17 @@ def _error(exc: BaseException) -> str:
 
 
 def _mode_import(spec: dict[str, Any]) -> dict[str, Any]:
+    missing = _keras_missing() if spec["impl"] == "keras3" else None
+    if missing:
+        return {"skipped": missing}
     return {"import_s": _timed_import(spec["impl"], spec["backend"])}
 
 
 def _mode_memory(spec: dict[str, Any]) -> dict[str, Any]:
     impl_name, backend = spec["impl"], spec["backend"]
+    missing = _keras_missing() if impl_name == "keras3" else None
+    if missing:
+        return {"skipped": missing}
     import_s = _timed_import(impl_name, backend)
     import gc
 
@@ -239,11 +265,13 @@ def _mode_timing(spec: dict[str, Any]) -> dict[str, Any]:
     import twinnn
 
     twinnn.set_backend(backend)
-    from benchmarks import keras3, timing, twinnn_impl
+    from benchmarks import timing, twinnn_impl
 
     device, device_name = _resolve_device(backend, spec["device"])
     builders = {"twinnn": twinnn_impl.build, "native": _builder("native", backend)}
-    builders["keras3"] = keras3.build
+    keras_missing = _keras_missing()
+    if not keras_missing:
+        builders["keras3"] = _builder("keras3", backend)
     result: dict[str, Any] = {
         "setup_s": time.perf_counter() - start,
         "versions": _versions(backend),
@@ -261,6 +289,8 @@ def _mode_timing(spec: dict[str, Any]) -> dict[str, Any]:
             entry["skipped"] = lacks
             continue
         prepared[name] = _prepare(workload, entry, builders, device)
+        if keras_missing:
+            entry["implementations"]["keras3"] = {"skipped": keras_missing}
     for group in _timing_groups(list(prepared)):
         impls = {f"{name}/{impl}": v for name in group for impl, v in prepared[name].items()}
         stats = timing.interleaved(

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
+from _native_grads import torch_numpy, torch_tensor
 from test_dropout import reference_keep
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 
@@ -109,12 +110,12 @@ def run(
     names = [*inputs, *(n for n, _ in layer.named_parameters())]
     params = [p for _, p in layer.named_parameters()]
     if backend == "torch":
-        tensors = {k: torch.tensor(v, requires_grad=True) for k, v in inputs.items()}
+        tensors = {k: torch_tensor(v, requires_grad=True) for k, v in inputs.items()}
         out = layer(**tensors, **kwargs)
-        loss = (out * torch.tensor(g)).sum()
+        loss = (out * torch_tensor(g)).sum()
         found = torch.autograd.grad(loss, [*tensors.values(), *params])
-        arrays = [f.numpy() for f in found]
-        out_array = out.detach().numpy()
+        arrays = [torch_numpy(f) for f in found]
+        out_array = torch_numpy(out)
     else:
         import tensorflow as tf
 

@@ -13,7 +13,7 @@ import pytest
 
 import _window_reference as ref
 import twinnn as tn
-from _native_grads import grads
+from _native_grads import grads, torch_device
 from twinnn.backends.window import same_pads
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 
@@ -322,7 +322,7 @@ def test_float64_native_input_is_refused(backend: str) -> None:
     import torch
 
     with pytest.raises(DTypeError, match="'x' must be float32"):
-        tn.Conv1D(3, 2, 2)(torch.zeros(1, 4, 3, dtype=torch.float64))
+        tn.Conv1D(3, 2, 2)(torch.zeros(1, 4, 3, dtype=torch.float64, device=torch_device()))
 
 
 @pytest.mark.backends("torch")

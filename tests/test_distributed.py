@@ -10,6 +10,7 @@ run is bounded by a timeout, so a hang fails the test instead of stalling CI.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -235,3 +236,19 @@ def test_slices_follow_numpy_array_split() -> None:
             bounds = [tn.distributed.slice_bounds(total, parts, i) for i in range(parts)]
             assert [end - start for start, end in bounds] == expected
             assert bounds[0][0] == 0 and bounds[-1][1] == total
+
+
+def test_more_processes_than_gpus_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NCCL refuses two ranks on one GPU only at the first collective (as a lost peer):
+    ``init`` says what is wrong before joining."""
+    world_module = importlib.import_module("twinnn.distributed.world")  # the module, not world()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(
+        errors.DistributedError,
+        match=r"rank 1: 2 processes on this machine \(LOCAL_WORLD_SIZE\) but 1 visible GPU",
+    ):
+        world_module._check_one_gpu_per_process(1, 1, 1)
+    world_module._check_one_gpu_per_process(1, 1, 2)  # one GPU each: fine
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    with pytest.raises(errors.DistributedError, match="3 processes on this machine"):
+        world_module._check_one_gpu_per_process(2, 2, 2)  # LOCAL_RANK 2 needs a third GPU

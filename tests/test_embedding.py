@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
-from _native_grads import grads
+from _native_grads import grads, torch_tensor
 from twinnn import errors
 
 torch = pytest.importorskip("torch")
@@ -19,7 +19,7 @@ IDS = np.array([[0, 3, 9, 3], [1, 0, 2, 7], [5, 5, 5, 0]])
 
 def _native(backend: str, values: np.ndarray, dtype: str = "int64") -> Any:
     if backend == "torch":
-        return torch.tensor(values.astype(dtype))
+        return torch_tensor(values.astype(dtype))  # on twinnn's device
     import tensorflow as tf
 
     return tf.constant(values.astype(dtype))
@@ -231,9 +231,7 @@ def test_float_ids_are_a_dtype_error(backend: str) -> None:
     layer = tn.Embedding(5, 2)
     with pytest.raises(errors.DTypeError, match="'ids' must hold integers"):
         layer(np.array([1.0, 2.0]))
-    native = (
-        torch.tensor([1.0]) if backend == "torch" else _native(backend, np.array([1.0]), "float32")
-    )
+    native = _native(backend, np.array([1.0]), "float32")
     with pytest.raises(errors.DTypeError, match="'ids' must hold integers"):
         layer(native)
 

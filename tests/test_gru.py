@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import twinnn as tn
+from _native_grads import f32_tol, torch_numpy, torch_tensor
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 
 torch = pytest.importorskip("torch")
@@ -28,7 +29,7 @@ CONFIGS = [(1, False), (1, True), (2, False), (2, True)]
 def leaf(backend: str, value: Array) -> Any:
     """A native float32 tensor that gradients can be taken with respect to."""
     if backend == "torch":
-        return torch.tensor(np.asarray(value, np.float32), requires_grad=True)
+        return torch_tensor(np.asarray(value, np.float32), requires_grad=True)
     import tensorflow as tf
 
     return tf.Variable(np.asarray(value, np.float32))
@@ -37,7 +38,7 @@ def leaf(backend: str, value: Array) -> Any:
 def native_grads(backend: str, loss_of: Callable[[], Any], wrt: Sequence[Any]) -> list[Array]:
     """Gradients of the scalar ``loss_of()`` w.r.t. ``wrt`` (autograd / GradientTape)."""
     if backend == "torch":
-        return [g.numpy() for g in torch.autograd.grad(loss_of(), list(wrt))]
+        return [torch_numpy(g) for g in torch.autograd.grad(loss_of(), list(wrt))]
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -124,10 +125,10 @@ def test_outputs_state_and_gradients_match_native_torch_gru_in_float64(
     names = [n for n, _ in layer.named_parameters()]
     grads = native_grads(backend, loss_of, [p for _, p in layer.named_parameters()] + [x, h0])
     out, h, expected = torch_reference(layer.state_dict(), data, LENGTHS, num_layers, bidirectional)
-    np.testing.assert_allclose(tn.to_numpy(result["out"]), out, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tn.to_numpy(result["h"]), h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tn.to_numpy(result["out"]), out, **f32_tol(1e-5, 1e-6))
+    np.testing.assert_allclose(tn.to_numpy(result["h"]), h, **f32_tol(1e-5, 1e-6))
     for name, got in zip([*names, "x", "h0"], grads, strict=True):
-        np.testing.assert_allclose(got, expected[name], rtol=1e-5, atol=2e-6, err_msg=name)
+        np.testing.assert_allclose(got, expected[name], **f32_tol(1e-5, 2e-6), err_msg=name)
         assert np.abs(expected[name]).max() > 0 or name == "x"  # every gradient is exercised
     # The contract's exact parts: zero past each length, h0 for len == 0, zero x gradient there.
     got_out = tn.to_numpy(result["out"])
@@ -170,11 +171,11 @@ def test_torch_padded_path_matches_the_reference_and_ignores_garbage(
 
         runs.append((seen, native_grads(backend, loss_of, [*params, x, h0])))
     out, h, expected = torch_reference(layer.state_dict(), data, LENGTHS, 2, True)
-    np.testing.assert_allclose(runs[0][0]["out"], out, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(runs[0][0]["h"], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs[0][0]["out"], out, **f32_tol(1e-5, 1e-6))
+    np.testing.assert_allclose(runs[0][0]["h"], h, **f32_tol(1e-5, 1e-6))
     names = [n for n, _ in layer.named_parameters()]
     for name, got in zip([*names, "x", "h0"], runs[0][1], strict=True):
-        np.testing.assert_allclose(got, expected[name], rtol=1e-5, atol=2e-6, err_msg=name)
+        np.testing.assert_allclose(got, expected[name], **f32_tol(1e-5, 2e-6), err_msg=name)
     for key in ("out", "h"):
         np.testing.assert_array_equal(runs[1][0][key], runs[0][0][key])
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
@@ -192,8 +193,8 @@ def test_without_lengths_matches_full_lengths_and_the_reference(
     out, h = layer(data["x"])
     full = np.full(B, T)
     want_out, want_h, _ = torch_reference(layer.state_dict(), data, full, num_layers, bidirectional)
-    np.testing.assert_allclose(tn.to_numpy(out), want_out, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tn.to_numpy(h), want_h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tn.to_numpy(out), want_out, **f32_tol(1e-5, 1e-6))
+    np.testing.assert_allclose(tn.to_numpy(h), want_h, **f32_tol(1e-5, 1e-6))
     with_lengths, h_lengths = layer(data["x"], full)
     np.testing.assert_allclose(tn.to_numpy(with_lengths), tn.to_numpy(out), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(tn.to_numpy(h_lengths), tn.to_numpy(h), rtol=1e-6, atol=1e-7)
@@ -243,7 +244,7 @@ def test_compiled_train_step_update_is_minus_the_reference_gradient(backend: str
     tn.train_step(layer, loss_fn, tn.SGD(layer.parameters(), lr=1.0))(data["x"], LENGTHS, data["R"])
     *_, grads = torch_reference(before, data, LENGTHS, 2, True)
     for name, value in layer.state_dict().items():
-        np.testing.assert_allclose(before[name] - value, grads[name], rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(before[name] - value, grads[name], **f32_tol(1e-5, 2e-6))
 
 
 def test_zero_time_steps_and_all_lengths_zero(backend: str) -> None:
@@ -515,8 +516,8 @@ def test_torch_gru_converts_both_ways_exactly(
     layer.eval()
     out, h = layer(x, lengths)
     want_out, want_h = _torch_packed(native, x, lengths)
-    np.testing.assert_allclose(tn.to_numpy(out), want_out, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tn.to_numpy(h), want_h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tn.to_numpy(out), want_out, **f32_tol(1e-5, 1e-6))
+    np.testing.assert_allclose(tn.to_numpy(h), want_h, **f32_tol(1e-5, 1e-6))
     back = to_torch(layer)
     assert isinstance(back, torch.nn.GRU) and back.batch_first and back.dropout == native.dropout
     for (name, a), (_, b) in zip(back.named_parameters(), native.named_parameters(), strict=True):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
+from _native_grads import torch_numpy, torch_tensor
 from twinnn import errors
 from twinnn.metrics import accuracy
 
@@ -125,11 +126,11 @@ def value_and_grad(
     """``fn(x)`` and the gradient of ``sum(fn(x) * cotangent)`` (``fn(x)`` for a scalar)
     w.r.t. ``x``, on the current backend's autodiff."""
     if tn.backend() == "torch":
-        t = torch.tensor(x, requires_grad=True)
+        t = torch_tensor(x, requires_grad=True)
         out = fn(t)
-        scalar = out if cotangent is None else (out * torch.from_numpy(cotangent)).sum()
+        scalar = out if cotangent is None else (out * torch_tensor(cotangent)).sum()
         (grad,) = torch.autograd.grad(scalar, t)
-        return out.detach().numpy(), grad.numpy()
+        return torch_numpy(out), torch_numpy(grad)
     import tensorflow as tf
 
     t = tf.constant(x)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
+from _native_grads import f32_tol, torch_numpy, torch_tensor
 from twinnn.errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 
 Array = np.ndarray
@@ -140,9 +141,7 @@ def reference_lstm(
 def leaf(backend: str, value: Array) -> Any:
     """A native float32 tensor that gradients can be taken with respect to."""
     if backend == "torch":
-        import torch
-
-        return torch.tensor(np.asarray(value, np.float32), requires_grad=True)
+        return torch_tensor(np.asarray(value, np.float32), requires_grad=True)
     import tensorflow as tf
 
     return tf.Variable(np.asarray(value, np.float32))
@@ -153,7 +152,7 @@ def native_grads(backend: str, loss_of: Callable[[], Any], wrt: Sequence[Any]) -
     if backend == "torch":
         import torch
 
-        return [g.numpy() for g in torch.autograd.grad(loss_of(), list(wrt))]
+        return [torch_numpy(g) for g in torch.autograd.grad(loss_of(), list(wrt))]
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -213,9 +212,9 @@ def test_outputs_states_and_gradients_match_float64_reference(
         (data["R"], data["Sh"], data["Sc"]),
     )
     for name, want in (("out", out), ("h", h), ("c", c)):
-        np.testing.assert_allclose(tn.to_numpy(result[name]), want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tn.to_numpy(result[name]), want, **f32_tol(1e-5, 1e-6))
     for name, got in zip([*names, "x", "h0", "c0"], grads, strict=True):
-        np.testing.assert_allclose(got, expected[name], rtol=1e-5, atol=2e-6, err_msg=name)
+        np.testing.assert_allclose(got, expected[name], **f32_tol(1e-5, 2e-6), err_msg=name)
     # The contract's exact parts: zero past each length, initial state for len == 0.
     got_out = tn.to_numpy(result["out"])
     for b, n in enumerate(LENGTHS):
@@ -239,7 +238,7 @@ def test_without_lengths_matches_reference_with_full_lengths(
         layer.state_dict(), data["x"], full, (zeros, zeros), num_layers, dirs, seeds
     )
     for got, expected in zip((out, h, c), want[:3], strict=True):
-        np.testing.assert_allclose(tn.to_numpy(got), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tn.to_numpy(got), expected, **f32_tol(1e-5, 1e-6))
     with_lengths = layer(data["x"], full)
     np.testing.assert_allclose(tn.to_numpy(with_lengths[0]), tn.to_numpy(out), rtol=1e-6, atol=1e-7)
 
@@ -292,7 +291,7 @@ def test_compiled_train_step_gradients_match_reference(backend: str) -> None:
     seeds = (data["R"], ones * 0.5, ones * 0.25)
     *_, grads = reference_lstm(before, data["x"], LENGTHS, (zeros, zeros), 2, 2, seeds)
     for name, value in layer.state_dict().items():
-        np.testing.assert_allclose(before[name] - value, grads[name], rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(before[name] - value, grads[name], **f32_tol(1e-5, 2e-6))
 
 
 def test_native_integer_lengths_of_any_width_are_accepted(backend: str) -> None:

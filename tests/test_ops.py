@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
+from _native_grads import torch_tensor
 from twinnn import config, errors
 
 M23 = np.ones((2, 3), np.float32)
@@ -244,9 +245,7 @@ def test_bad_ids_are_unique() -> None:
 def _native(array: np.ndarray) -> Any:
     """``array`` as a native tensor of the current backend, its dtype kept."""
     if tn.backend() == "torch":
-        import torch
-
-        return torch.from_numpy(np.array(array))
+        return torch_tensor(np.array(array))  # on twinnn's device
     import tensorflow as tf
 
     return tf.constant(array)

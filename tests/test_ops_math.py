@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
+from _native_grads import torch_numpy, torch_tensor
 from twinnn import errors
 
 RNG = np.random.default_rng(7)
@@ -26,9 +27,7 @@ def _native(array: Any, dtype: str | None = None) -> Any:
     """``array`` as a native tensor of the current backend, its dtype kept (or ``dtype``)."""
     array = np.array(array, dtype=dtype)
     if tn.backend() == "torch":
-        import torch
-
-        return torch.from_numpy(array)
+        return torch_tensor(array)  # on twinnn's device
     import tensorflow as tf
 
     return tf.constant(array)
@@ -50,16 +49,17 @@ def value_and_grads(
     if tn.backend() == "torch":
         import torch
 
-        xs = [torch.tensor(a, requires_grad=True) for a in arrays]
+        xs = [torch_tensor(a, requires_grad=True) for a in arrays]
         outs = _as_list(fn(*xs))
         loss = sum(
-            (o * torch.tensor(_weights(o.shape, k), dtype=o.dtype)).sum()
+            (o * torch_tensor(_weights(o.shape, k), dtype=o.dtype)).sum()
             for k, o in enumerate(outs)
         )
         grads = torch.autograd.grad(loss, xs, allow_unused=True)
-        values = [o.detach().numpy() for o in outs]
+        values = [torch_numpy(o) for o in outs]
         return values, [
-            np.zeros_like(a) if g is None else g.numpy() for a, g in zip(arrays, grads, strict=True)
+            np.zeros_like(a) if g is None else torch_numpy(g)
+            for a, g in zip(arrays, grads, strict=True)
         ]
     import tensorflow as tf
 
@@ -290,9 +290,9 @@ def _grads(fn: Callable[..., Any], *arrays: Any) -> list[np.ndarray]:
     if tn.backend() == "torch":
         import torch
 
-        xs = [torch.tensor(np.asarray(a, np.float32), requires_grad=True) for a in arrays]
+        xs = [torch_tensor(np.asarray(a, np.float32), requires_grad=True) for a in arrays]
         grads = torch.autograd.grad(fn(*xs).sum(), xs)
-        return [g.numpy() for g in grads]
+        return [torch_numpy(g) for g in grads]
     import tensorflow as tf
 
     xs = [tf.constant(np.asarray(a, np.float32)) for a in arrays]

@@ -11,6 +11,7 @@ import pytest
 
 import _window_reference as ref
 import twinnn as tn
+from _native_grads import torch_numpy, torch_tensor
 from twinnn.errors import ArgumentError, ArgumentTypeError, ShapeError
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -45,12 +46,10 @@ def _geometry(case: tuple[Any, ...]) -> tuple[Any, Any, Any]:
 
 def _grad(backend: str, fn: Any, x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if backend == "torch":
-        import torch
-
-        xt = torch.tensor(x, requires_grad=True)
+        xt = torch_tensor(x, requires_grad=True)
         out = fn(xt)
-        (out * torch.tensor(g)).sum().backward()
-        return out.detach().numpy(), xt.grad.numpy()
+        (out * torch_tensor(g)).sum().backward()
+        return torch_numpy(out), torch_numpy(xt.grad)
     import tensorflow as tf
 
     xt = tf.constant(x)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import twinnn as tn
+from _native_grads import torch_numpy, torch_tensor
 from twinnn.layers.dropout import Dropout
 
 torch = pytest.importorskip("torch")
@@ -24,7 +25,7 @@ KINDS = ["LSTM", "GRU"]
 
 def leaf(backend: str, value: Array) -> Any:
     if backend == "torch":
-        return torch.tensor(np.asarray(value, np.float32), requires_grad=True)
+        return torch_tensor(np.asarray(value, np.float32), requires_grad=True)
     import tensorflow as tf
 
     return tf.Variable(np.asarray(value, np.float32))
@@ -32,7 +33,7 @@ def leaf(backend: str, value: Array) -> Any:
 
 def native_grads(backend: str, loss_of: Callable[[], Any], wrt: Sequence[Any]) -> list[Array]:
     if backend == "torch":
-        return [g.numpy() for g in torch.autograd.grad(loss_of(), list(wrt))]
+        return [torch_numpy(g) for g in torch.autograd.grad(loss_of(), list(wrt))]
     import tensorflow as tf
 
     with tf.GradientTape() as tape:

@@ -53,7 +53,9 @@ def test_import_loads_only_the_selected_framework(selected: str, other: str) -> 
         TWINNN_BACKEND=selected,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [selected, "cpu"]
+    # TWINNN_DEVICE unset (auto): the first GPU where the framework sees one, else the CPU
+    device = "gpu:0" if registry.load(selected).visible_gpus() else "cpu"
+    assert proc.stdout.split() == [selected, device]
 
 
 @pytest.mark.parametrize(
@@ -342,7 +344,7 @@ def test_objects_keep_their_backend(both_backends: list[str]) -> None:
     # Called while tensorflow is current, the torch layer still runs on torch.
     out = torch_layer(x)
     assert type(out).__module__.startswith("torch")
-    np.testing.assert_allclose(tn.to_numpy(tf_layer(x)), out.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(tn.to_numpy(tf_layer(x)), out.detach().cpu().numpy(), rtol=1e-6)
 
     with pytest.raises(errors.BackendMismatchError, match=r"'x'.*torch.*tensorflow backend"):
         tf_layer(out)

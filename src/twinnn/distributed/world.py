@@ -124,14 +124,28 @@ def init() -> World:
         return _world
     impl = config.current()
     gpu = impl.current_device().startswith("gpu")
-    if gpu and (os.environ.get("TWINNN_DEVICE") or "auto") == "auto":
-        gpus = impl.visible_gpus()
-        config.set_device(f"gpu:{local % max(len(gpus), 1)}")
+    if gpu:
+        _check_one_gpu_per_process(rank, local, len(impl.visible_gpus()))
+        if (os.environ.get("TWINNN_DEVICE") or "auto") == "auto":
+            config.set_device(f"gpu:{local}")
     impl.join_group(rank, size, timeout, gpu)
     atexit.register(impl.leave_group)  # torch: a group left open aborts the interpreter's exit
     _exit_on_distributed_errors()
     _world, _joined_backend = World(rank, size, local, timeout), impl.NAME
     return _world
+
+
+def _check_one_gpu_per_process(rank: int, local: int, gpus: int) -> None:
+    """NCCL (torch and TensorFlow alike) refuses two ranks on one GPU, and then only at the
+    first collective, as a peer failure: say so at start-up instead."""
+    local_size = max(_int_env("LOCAL_WORLD_SIZE", local + 1), local + 1)
+    if local_size > gpus:
+        raise DistributedError(
+            f"rank {rank}: {local_size} processes on this machine (LOCAL_WORLD_SIZE) but "
+            f"{gpus} visible GPU(s): NCCL needs a GPU of its own for each process. Start at "
+            f"most {gpus} per machine (twinnn run -n N, torchrun --nproc-per-node N), or "
+            "train on the CPU (TWINNN_DEVICE=cpu)"
+        )
 
 
 def _exit_on_distributed_errors() -> None:

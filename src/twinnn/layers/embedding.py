@@ -59,7 +59,7 @@ class Embedding(Module):
     Ids outside ``[0, N)`` are an :class:`~twinnn.errors.ArgumentError` on both backends -- a
     graph-safe check for native tensors, inside a compiled TensorFlow step too, where nothing
     is updated (TensorFlow's GPU gather returns zeros silently; twinnn never does). On a torch
-    GPU the check is a device-side assertion (no host round trip per step).
+    GPU a step reads it with its other checks, once, before the update (docs/errors.md).
 
     With weight decay the padding row behaves as in torch: its gradient is zero, so a zero row
     stays zero under every twinnn optimiser (``SGD``, ``Adam``, ``AdamW``, ...).

@@ -93,8 +93,8 @@ class LSTM(Recurrent):
     Lengths given as NumPy arrays or lists are checked on the host before anything runs.
     Native tensors are checked by the backend: an :class:`~twinnn.errors.ArgumentError` on
     CPU and when eager; inside a compiled TensorFlow step a graph assertion, which the step
-    re-raises as the same ArgumentError; on a torch GPU a device-side assertion (no host round
-    trip per step).
+    re-raises as the same ArgumentError; on a torch GPU the same ArgumentError, read with the
+    step's other checks before the update (docs/errors.md).
     """
 
     KIND = "LSTM"

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from twinnn.errors import ArgumentError
+from twinnn.backends.torch import checks
 
 
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -30,15 +30,10 @@ def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def _check_lengths(lengths: torch.Tensor, time: int, message: str) -> None:
-    """``0 <= lengths <= time``: an ArgumentError on the CPU, a device assertion elsewhere."""
-    if lengths.numel() == 0:
-        return
-    ok = ((lengths >= 0) & (lengths <= time)).all()
-    text = message.replace("{time}", str(time))
-    if lengths.device.type != "cpu":
-        torch._assert_async(ok, text)
-    elif not bool(ok):
-        raise ArgumentError(text)
+    """``0 <= lengths <= time``, else an ArgumentError (see :func:`checks.require`)."""
+    if lengths.numel() != 0:
+        ok = ((lengths >= 0) & (lengths <= time)).all()
+        checks.require(ok, "ArgumentError", message.replace("{time}", str(time)))
 
 
 def attention(

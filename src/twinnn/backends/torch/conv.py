@@ -146,12 +146,17 @@ def avg_pool(x: Any, window: Sequence[int], strides: Sequence[int], same: bool) 
     """Mean over the valid (unpadded) elements of each window."""
     one_d = x.dim() == 3
     x, size, step, pads = _pool_window(x, window, strides, same)
-    if all(b == a for b, a in pads):  # torch's kernel excludes symmetric padding itself
+    symmetric = all(b == a for b, a in pads)
+    # torch's kernel excludes symmetric padding itself -- on CPU: CUDA's channels-last
+    # avg_pool2d backward with padding and count_include_pad=False sends the gradient to the
+    # wrong rows (seen on torch 2.11, H200), so there padding takes the explicit path below.
+    if symmetric and (x.device.type == "cpu" or not any(b for b, _ in pads)):
         low = [b for b, _ in pads]
         y = F.avg_pool2d(_nchw(x), size, step, low, count_include_pad=False)
         return _back(y, one_d)
-    # Asymmetric (SAME's extra element at the end): window sums over the zero-padded input,
-    # divided by each window's count of valid elements -- one rounding each, as TensorFlow.
+    # Asymmetric (SAME's extra element at the end), or padded on a GPU: window sums over the
+    # zero-padded input, divided by each window's count of valid elements -- one rounding
+    # each, as TensorFlow.
     # The counts are the window sums of a ones map (1, H, W, 1): computed on the device, so
     # nothing depends on host tables of the sizes (torch.compile with dynamic shapes).
     flat = (0, 0, pads[1][0], pads[1][1], pads[0][0], pads[0][1])

@@ -2,7 +2,9 @@
 
 Everything runs through ``torch.lstm`` / ``torch.gru`` (the ops behind ``nn.LSTM`` /
 ``nn.GRU``: cuDNN on GPU; on CPU oneDNN for the LSTM, ATen's loop for the GRU), with the
-neutral weights passed as views (``w.t()``). The LSTM's single neutral bias goes in as
+neutral weights passed as views (``w.t()``) on CPU and as contiguous copies on GPU (cuDNN packs
+the weights with ``view``, which strided tensors refuse; it copies them into one buffer per call
+either way). The LSTM's single neutral bias goes in as
 ``b_ih`` with a constant zero ``b_hh`` (so every gradient is that of the single-bias model);
 with ``recurrent_bias`` both of torch's biases are passed as they are, so each gets the full
 gradient, exactly as in ``nn.LSTM``. The GRU always has torch's two biases.
@@ -37,7 +39,8 @@ padded op runs oneDNN's fused LSTM; for a training step of LSTM(32->128), batch 
 random lengths the padded path takes about 0.6x the time of the packed one (the benchmark
 ``python -m benchmarks --workload lstm_len``, whose native step packs; docs/performance.md).
 Packing also needs the lengths on the host, a device sync per step on GPU; the padded path
-needs none (only the value check below, which on GPU is a device-side assertion).
+needs none (the value check of the lengths is read with the step's other checks, see
+``checks.py``).
 
 The GRU is the other way round on CPU: there both paths run ATen's per-step loop (no oneDNN
 GRU), and packing skips the padded rows of each step, so the GRU with lengths on CPU runs
@@ -53,13 +56,25 @@ nothing from compilation anyway.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from twinnn.backends.torch import checks
 from twinnn.errors import ArgumentError
+
+# cuDNN warns when an RNN's weights are not one flat buffer, as the neutral weights never are
+# (it packs them per call, see above): expected here, and only for twinnn's own calls.
+warnings.filterwarnings(
+    "ignore",
+    message="RNN module weights are not part of single contiguous chunk",
+    category=UserWarning,
+    module=re.escape(__name__),
+)
 
 __all__ = ["HOLD", "gru", "lstm", "roll_time"]
 
@@ -76,26 +91,31 @@ _Direction = Callable[
 
 
 # --- shared lengths machinery ---------------------------------------------------------------------
-def _check_lengths(lengths: torch.Tensor, time: int, layer: str) -> int:
-    """Check ``0 <= lengths <= time``; return the number of steps to run.
+def _check_lengths(lengths: torch.Tensor, time: int, layer: str) -> tuple[int, torch.Tensor]:
+    """Check ``0 <= lengths <= time``; return the number of steps to run and the lengths.
 
     On CPU: an :class:`~twinnn.errors.ArgumentError`, and the longest length (no step past
-    it is run). On GPU: a device-side assertion (no host round trip) and ``time``.
+    it is run). On GPU: the check of :func:`checks.require` (no host read of the lengths
+    here), ``time``, and the lengths clamped to ``[0, time]`` (a check read after the
+    backward pass must not let a gather index out of bounds before it is read).
     """
     if lengths.numel() == 0:
-        return 0
-    if lengths.device.type != "cpu":
-        ok = ((lengths >= 0) & (lengths <= time)).all()
-        torch._assert_async(ok, f"{layer}: lengths must be in [0, {time}] (the time axis of x)")
-        return time
-    low, high = int(lengths.min()), int(lengths.max())
-    if low < 0 or high > time:
+        return 0, lengths
+
+    def message() -> str:
         bad = lengths[(lengths < 0) | (lengths > time)][:5].tolist()
-        raise ArgumentError(
+        return (
             f"{layer}.forward: argument 'lengths' must be in [0, {time}] "
             f"(0 <= len <= time of x), got values {bad}"
         )
-    return high
+
+    if not checks.read_is_free(lengths):
+        checks.require(((lengths >= 0) & (lengths <= time)).all(), "ArgumentError", message)
+        return time, lengths.clamp(0, time)
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 0 or high > time:
+        raise ArgumentError(message())
+    return high, lengths
 
 
 def _reverse_index(lengths: torch.Tensor, time: int) -> torch.Tensor:
@@ -137,7 +157,7 @@ def _stack(
     hidden = int(weights[0][1].shape[0])
     dirs = 2 if bidirectional else 1
     lengths = lengths.to(device=x.device, dtype=torch.int64)
-    steps = _check_lengths(lengths, time, layer)
+    steps, lengths = _check_lengths(lengths, time, layer)
     if steps == 0:
         return x.new_zeros(batch, time, hidden * dirs), list(states)
 
@@ -196,7 +216,13 @@ def _lstm_flat(weights: _Weights, hidden: int, hold: bool) -> list[torch.Tensor]
         sign = torch.zeros(4, device=w_ih.device)
         sign[0], sign[1] = -HOLD, HOLD
         w_ih = torch.cat([w_ih, sign.repeat_interleave(hidden).unsqueeze(0)], dim=0)
-    return [w_ih.t(), w_hh.t(), bias, b_hh]
+    return [_fused_layout(w_ih), _fused_layout(w_hh), bias, b_hh]
+
+
+def _fused_layout(w: torch.Tensor) -> torch.Tensor:
+    """Neutral ``(in, G * H)`` as the fused op's ``(G * H, in)``: a view on CPU, a contiguous
+    copy on GPU (see the module doc)."""
+    return w.t() if w.device.type == "cpu" else w.t().contiguous()
 
 
 def _lstm_direction(
@@ -253,7 +279,7 @@ def _lstm(
 def _gru_flat(weights: _Weights) -> list[torch.Tensor]:
     """``[w_ih (3H, in), w_hh (3H, H), b_ih, b_hh]`` in the fused op's layout (gates r, z, n)."""
     w_ih, w_hh, b_ih, b_hh = weights
-    return [w_ih.t(), w_hh.t(), b_ih, b_hh]
+    return [_fused_layout(w_ih), _fused_layout(w_hh), b_ih, b_hh]
 
 
 def _gru_direction(
@@ -323,7 +349,7 @@ def _gru_packed(
     hidden = int(weights[0][1].shape[0])
     dirs = 2 if bidirectional else 1
     lengths = lengths.to(device=x.device, dtype=torch.int64)
-    steps = _check_lengths(lengths, time, "GRU")
+    steps, lengths = _check_lengths(lengths, time, "GRU")
     if steps == 0:
         return x.new_zeros(batch, time, hidden * dirs), h0
     empty = lengths == 0

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from twinnn.backends.torch.checks import run_checked
 from twinnn.backends.torch.core import convert
 from twinnn.backends.torch.rnn import enable_compile_boundary
 
@@ -80,10 +81,10 @@ def build_train_step(
         tensors = _convert_all(args)
         check_args([tuple(t.shape) for t in tensors])
         prepare()
-        if gradients is None:
-            loss, outputs, grads = grads_of(*tensors)
+        if gradients is None:  # value checks on a GPU are read here, before the update
+            loss, outputs, grads = run_checked(grads_of, *tensors)
         else:
-            loss, outputs, grads = gradients(grads_of, *tensors)
+            loss, outputs, grads = run_checked(gradients, grads_of, *tensors)
         with torch.no_grad():
             apply_gradients(grads)
         finish()
@@ -107,6 +108,6 @@ def build_eval_step(
     def step(*args: Any) -> Any:
         tensors = _convert_all(args)
         check_args([tuple(t.shape) for t in tensors])
-        return forward(*tensors)
+        return run_checked(forward, *tensors)
 
     return step
