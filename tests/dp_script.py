@@ -9,7 +9,8 @@ the final weights to OUT (``.npz``). FLAGS: ``save=PATH`` (checkpoint the MLP af
 steps), ``resume=PATH`` (load it and run the last 3 steps only), ``raise-at=K`` /
 ``kill-at=K`` / ``stall-at=K`` (rank 1 raises / kills itself with SIGKILL / sleeps
 600 s before step K), ``seed1=S`` (rank 1
-builds its models after another seed).
+builds its models after another seed), ``tiny-buckets`` (torch: gradient buckets of 64 bytes,
+so that nearly every parameter's collective starts from its own backward hook).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ if "resume" in options:
     tn.load(options["resume"], mlp, mlp_opt)
     first = 3
     mlp.drop.updates = first  # the mask counter is not in checkpoints (docs/layers.md)
+
+if "tiny-buckets" in options and tn.backend() == "torch":
+    from twinnn.backends.torch import distributed as torch_distributed
+
+    torch_distributed.FIRST_BUCKET_BYTES = torch_distributed.BUCKET_BYTES = 64
 
 kwargs: dict[str, object] = {"shards": 2} if mode == "shards" else {}
 if mode in ("deterministic", "fast"):

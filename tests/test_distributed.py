@@ -80,6 +80,23 @@ def test_deterministic_reduce_is_bit_identical_to_shards_in_one_process(
     assert len(alone["mlp_losses"]) == 6 and len(alone["tagger_losses"]) == 6
 
 
+@pytest.mark.backends("torch")
+def test_bucketed_reduction_from_backward_hooks_keeps_the_bits(backend: str, runs: Path) -> None:
+    """torch reduces the gradients in buckets started from backward hooks (as DDP): with
+    buckets of 64 bytes nearly every parameter is its own bucket, launched while the backward
+    pass runs, and the deterministic run is still ``shards=2`` bit for bit; the native
+    all-reduce still computes the global batch."""
+    ranks = _results(backend, "deterministic", runs, "tiny-buckets")
+    alone = _results(backend, "shards", runs)
+    for name in alone:
+        if not name.startswith("fit_"):
+            np.testing.assert_array_equal(ranks[name], alone[name], err_msg=name)
+    fast = _results(backend, "fast", runs, "tiny-buckets")
+    single = _results(backend, "single", runs)
+    for name in single:
+        np.testing.assert_allclose(fast[name], single[name], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
 def test_two_processes_compute_the_global_batch(backend: str, runs: Path) -> None:
     """The native all-reduce (``reduce="fast"``) agrees with one process on the global batch
     to float32 rounding (uneven slices included: the losses divide by the global count);

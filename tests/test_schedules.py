@@ -766,3 +766,19 @@ def test_keras_comparison_table() -> None:
     assert table["CosineAnnealingLR(0.1, 10) vs CosineDecay, k <= 10"] == (7, 11, 8)
     assert table["CosineAnnealingLR(0.1, 100, 1e-3) vs CosineDecay, k <= 100"] == (62, 101, 22)
     assert table["LinearLR vs PolynomialDecay(power=1)"] == (23, 200, 4)
+
+
+def test_from_config_refuses_schedules_nested_past_the_limit() -> None:
+    """The same refusal on every Python version (not the interpreter's recursion limit)."""
+    from twinnn import schedules as sch
+
+    def nested(depth: int) -> dict[str, Any]:
+        config: dict[str, Any] = {"type": "Constant", "lr": 0.1}
+        for _ in range(depth):
+            config = {"type": "SequentialLR", "schedules": [config], "milestones": []}
+        return config
+
+    assert sch.from_config(nested(sch.MAX_NESTING)).to_config() == nested(sch.MAX_NESTING)
+    with pytest.raises(ArgumentError, match="nested too deeply"):
+        sch.from_config(nested(sch.MAX_NESTING + 1))
+    assert sch.from_config(nested(2))(5) == 0.1  # the depth count is back to zero

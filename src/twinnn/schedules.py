@@ -539,13 +539,30 @@ class SequentialLR(Schedule):
 
     @classmethod
     def _from_params(cls, params: dict[str, Any]) -> Schedule:
+        global _nesting
         configs = params.get("schedules")
         if not isinstance(configs, list):
             raise ArgumentTypeError(
                 f"from_config(config)['schedules'] must be a list of schedule configs, got "
                 f"{type(configs).__name__} {configs!r}"
             )
-        return cls([from_config(c) for c in configs], params["milestones"])
+        if _nesting >= MAX_NESTING:
+            raise ArgumentError(
+                f"from_config(config): the schedule is nested too deeply (SequentialLR inside "
+                f"SequentialLR more than {MAX_NESTING} levels)"
+            )
+        _nesting += 1
+        try:
+            return cls([from_config(c) for c in configs], params["milestones"])
+        finally:
+            _nesting -= 1
+
+
+#: How deep :func:`from_config` lets ``SequentialLR`` configs nest (real schedules nest one to
+#: three levels): a deeper config, such as a hostile checkpoint's, is refused the same way on
+#: every Python version instead of depending on the interpreter's recursion limit.
+MAX_NESTING = 32
+_nesting = 0
 
 
 #: ``Sequential`` is :class:`SequentialLR` (the name DESIGN.md §11 uses).

@@ -227,9 +227,12 @@ def train_step(
             f"optimizer was created on backend {optimizer.backend!r}, model on {model.backend!r}"
         )
     optimizer.check_params_of(model, "train_step")
-    gradients = gradients_for(model, reduce, shards, "train_step")
+    gradients = gradients_for(model, optimizer.params, reduce, shards, "train_step")
     clip = clipper(impl, clip_norm, clip_value)
-    update = optimizer._apply if clip is None else lambda grads: optimizer._apply(clip(grads))
+
+    def update(grads: Sequence[Any]) -> None:  # the step's own gradients: may be overwritten
+        optimizer._apply(grads if clip is None else clip(grads), owned=True)
+
     return impl.build_train_step(
         _loss_of(_in_mode(model, True), loss_fn, impl, keep),
         optimizer.params,

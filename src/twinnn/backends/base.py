@@ -55,12 +55,33 @@ class TensorVector(Protocol):
         """The correctly rounded float32 square root."""
 
     def maximum(self, other: Any) -> TensorVector: ...
+    def scale_(self, factor: Any) -> TensorVector:
+        """``self * factor`` (the same bits), written over this vector's own tensors where the
+        backend can (torch: dense tensors that share no memory); their old values are lost, so
+        only for temporaries the caller owns (a step's gradients)."""
+
+    def as_list(self) -> list[Tensor]:
+        """The tensors."""
+
     def write_to(self, variables: Sequence[Param]) -> None:
         """Overwrite ``variables`` (parameters or slots) in place with these values."""
 
     def subtract_from(self, variables: Sequence[Param]) -> None:
         """``variables -= self`` in place: the same bits as ``write_to`` of
         ``vector(variables) - self``, without the extra pass over the result."""
+
+
+class GradientReducer(Protocol):
+    """Sums a step's gradients over the ranks while its backward pass runs (torch: bucketed
+    asynchronous collectives started from gradient hooks, as ``DistributedDataParallel``)."""
+
+    def backward_hooks(self) -> list[Any]:
+        """Install the hooks for one step's backward pass; returns handles (``.remove()``)."""
+
+    def finish(
+        self, grads: Sequence[Tensor], extra: Sequence[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """After the backward pass: the summed ``grads`` and ``extra`` (the loss)."""
 
 
 class Backend(Protocol):
@@ -561,6 +582,13 @@ class Backend(Protocol):
 
     def all_reduce_sum(self, x: Tensor) -> Tensor:
         """The elementwise sum of every rank's ``x`` by the framework's native all-reduce."""
+
+    def gradient_reducer(
+        self, params: Sequence[Param], combine: Callable[[Tensor], Tensor] | None
+    ) -> GradientReducer | None:
+        """A reducer that overlaps the gradients' collectives with the backward pass, or
+        None where the backend has none (the step then reduces one buffer afterwards).
+        ``combine`` None: the native all-reduce; else gather and ``combine(stacked)``."""
 
     def rows(self, x: Tensor) -> int | Tensor:
         """``x.shape[0]``: an int when known, else an int64 scalar tensor (a traced dim)."""

@@ -161,6 +161,7 @@ class Optimizer:
             )
             start += len(g.params)
         self._feed = impl.make_scalar_feed(max(1, self.SCALARS * len(groups)))
+        self._grads_owned = False  # set by each _apply
         self._step = 0
 
     # --- construction -----------------------------------------------------------------------------
@@ -305,8 +306,11 @@ class Optimizer:
         self._feed.set(np.asarray(values or [0.0], dtype=np.float64).astype(np.float32))
         return tuple(self._decays(g) for g in self.param_groups)
 
-    def _apply(self, grads: Sequence[Any]) -> None:
-        """The update of every parameter from ``grads`` (traceable)."""
+    def _apply(self, grads: Sequence[Any], owned: bool = False) -> None:
+        """The update of every parameter from ``grads`` (traceable). ``owned``: the gradients
+        are the step's own temporaries, which the update may overwrite
+        (:meth:`TensorVector.scale_`); never a user's tensors (:meth:`apply_gradients`)."""
+        self._grads_owned = owned
         scalars = self._feed.read()
         index = 0
         for gi, g in enumerate(self.param_groups):

@@ -28,7 +28,8 @@ Clip = Callable[[Sequence[Any]], list[Any]]
 
 
 def clipper(impl: Backend, clip_norm: object, clip_value: object) -> Clip | None:
-    """The clipping ``clip(grads) -> grads`` for a step's arguments, or None (no clipping)."""
+    """The clipping ``clip(grads) -> grads`` for a step's arguments, or None (no clipping).
+    ``clip`` may overwrite ``grads``: the step's own gradients, used by nothing else."""
     if clip_norm is not None and clip_value is not None:
         raise ArgumentError(
             f"train_step takes clip_norm or clip_value, not both; got clip_norm={clip_norm!r}, "
@@ -51,4 +52,4 @@ def _clip_norm(impl: Backend, grads: Sequence[Any], max_norm: float) -> list[Any
     norms = [impl.l2_norm(g) for g in grads]
     total = impl.sqrt(sum((n * n for n in norms[1:]), norms[0] * norms[0]))
     coefficient = impl.clip(max_norm / (total + 1e-6), None, 1.0)
-    return [g * coefficient for g in grads]
+    return impl.vector(grads).scale_(coefficient).as_list()  # g * coefficient, in place

@@ -122,10 +122,12 @@ class SGD(Optimizer):
         lr, buffer_momentum, grad_weight, decay, g_weight, b_weight = s
         vector = self._backend.vector
         p = vector(params)
-        g = self._coupled_decay(group, vector(grads), p, decay)
+        given = vector(grads)
+        g = self._coupled_decay(group, given, p, decay)
         if "momentum_buffer" in slots:
             b = buffer_momentum * vector(slots["momentum_buffer"]) + grad_weight * g
             b.write_to(slots["momentum_buffer"])
             # nesterov: g + momentum * b; else 0 * g + 1 * b == b (exact for finite g)
             g = g * g_weight + b_weight * b
-        (lr * g).subtract_from(params)  # p - lr * g, written in place
+        # p - lr * g, written in place; lr * g over g itself unless g is the caller's
+        (g.scale_(lr) if g is not given or self._grads_owned else lr * g).subtract_from(params)

@@ -93,6 +93,33 @@ def all_gather(x: Any) -> Any:
     return _run(lambda: context.all_gather(tf.expand_dims(x, 0), axis=0), "all_gather")
 
 
+def gradient_reducer(
+    params: Sequence[Any], combine: Callable[[Any], Any] | None
+) -> ListReducer | None:
+    """For ``reduce="fast"``: :class:`ListReducer`. For ``"deterministic"``: None (the step
+    gathers one buffer and folds it in rank order)."""
+    del params
+    return ListReducer() if combine is None else None
+
+
+class ListReducer:
+    """The gradients and the loss summed by one ``all_reduce`` of the list, as TensorFlow's
+    own loops do: the dense tensors travel packed, and an embedding's ``IndexedSlices``
+    gradient travels as its rows (an all-gather of the rows each rank used, summed when made
+    dense) instead of the whole ``(vocabulary, dim)`` matrix. In the step's graph TensorFlow
+    starts the collective when its inputs are ready: no hooks."""
+
+    def backward_hooks(self) -> list[Any]:
+        return []
+
+    def finish(self, grads: Sequence[Any], extra: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        context = _context()
+        values = list(grads) + list(extra)
+        summed = _run(lambda: context.all_reduce(tf.distribute.ReduceOp.SUM, values), "all_reduce")
+        dense = [tf.convert_to_tensor(v) for v in summed]
+        return dense[: len(grads)], dense[len(grads) :]
+
+
 def all_reduce_sum(x: Any) -> Any:
     """The elementwise sum of every rank's ``x`` (the framework's native all-reduce: its
     summation order is the transport's, so the bits may differ from a sum in rank order)."""

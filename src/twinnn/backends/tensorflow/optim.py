@@ -95,6 +95,12 @@ class TensorVector:
     def maximum(self, other: Any) -> TensorVector:
         return self._zip(other, tf.maximum)
 
+    def scale_(self, factor: Any) -> TensorVector:
+        return self.__mul__(factor)  # tensors are immutable: nothing to reuse
+
+    def as_list(self) -> list[Any]:
+        return list(self.items)
+
     def write_to(self, variables: Sequence[Any]) -> None:
         for variable, value in zip(variables, self.items, strict=True):
             variable.assign(value)

@@ -145,3 +145,119 @@ def snapshot(x: torch.Tensor) -> torch.Tensor:
 
 def keep_written_arithmetic() -> None:
     """Nothing to do: torch runs the ops as written."""
+
+
+# --- reducing while the backward pass runs -------------------------------------------------------
+#: DDP's bucket sizes: a small first bucket (the last layers' gradients, ready first, start
+#: travelling early), then 25 MiB.
+FIRST_BUCKET_BYTES = 1 << 20
+BUCKET_BYTES = 25 << 20
+
+
+def gradient_reducer(
+    params: Sequence[torch.Tensor], combine: Callable[[Any], Any] | None
+) -> BucketReducer:
+    return BucketReducer(params, combine)
+
+
+class BucketReducer:
+    """Sums the gradients of ``params`` over the ranks while the backward pass still runs, as
+    ``DistributedDataParallel`` does: the parameters are cut into buckets in reverse order
+    (the backward pass reaches the last layers first), and a hook on each parameter starts a
+    bucket's collective (asynchronous) as soon as all its gradients exist, in bucket order on
+    every rank. The last bucket waits for :meth:`finish`, which adds ``extra`` tensors (the
+    step's loss) to it.
+
+    ``combine`` ``None``: the native all-reduce of each bucket (``reduce="fast"``); else each
+    bucket is all-gathered and ``combine(stacked)`` (``(world_size, n)`` -> ``(n,)``) sums it:
+    the front's fold in rank order (``reduce="deterministic"``), the same bits whatever the
+    buckets, since each element is summed on its own.
+    """
+
+    def __init__(
+        self, params: Sequence[torch.Tensor], combine: Callable[[Any], Any] | None
+    ) -> None:
+        self.params, self.combine = list(params), combine
+        self.buckets: list[list[int]] = []
+        bucket: list[int] = []
+        size, cap = 0, FIRST_BUCKET_BYTES
+        for i in reversed(range(len(self.params))):
+            bucket.append(i)
+            size += self.params[i].numel() * self.params[i].element_size()
+            if size >= cap:
+                self.buckets.append(bucket)
+                bucket, size, cap = [], 0, BUCKET_BYTES
+        if bucket or not self.buckets:
+            self.buckets.append(bucket)
+        self.bucket_of = {i: b for b, members in enumerate(self.buckets) for i in members}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.grads: list[torch.Tensor | None] = [None] * len(self.params)
+        self.missing = [len(b) for b in self.buckets]
+        self.launched = 0
+        self.works: list[tuple[Any, torch.Tensor]] = []
+
+    def _hook(self, i: int) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            self.grads[i] = grad
+            self.missing[self.bucket_of[i]] -= 1
+            last = len(self.buckets) - 1
+            while self.launched < last and self.missing[self.launched] == 0:
+                self._launch(self.launched, ())
+
+        return hook
+
+    def _launch(self, b: int, extra: Sequence[torch.Tensor]) -> None:
+        with torch.no_grad():
+            parts = [self.grads[i] for i in self.buckets[b]]
+            flat = torch.cat([t.detach().reshape(-1) for t in [*parts, *extra] if t is not None])
+            try:
+                if self.combine is None:
+                    work, out = dist.all_reduce(flat, op=dist.ReduceOp.SUM, async_op=True), flat
+                else:
+                    out = flat.new_empty(dist.get_world_size() * flat.numel())
+                    work = _gather_into(out, flat, async_op=True)
+            except RuntimeError as exc:
+                raise failed("all_reduce" if self.combine is None else "all_gather", exc) from exc
+        self.works.append((work, out))
+        self.launched = b + 1
+
+    def backward_hooks(self) -> list[Any]:
+        """Install the hooks for one step; returns their handles (``.remove()`` each)."""
+        self._reset()
+        return [p.register_hook(self._hook(i)) for i, p in enumerate(self.params)]  # type: ignore[no-untyped-call]
+
+    def finish(
+        self, grads: Sequence[torch.Tensor], extra: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The summed ``grads`` (autograd's, for the parameters no hook saw: zeros the step
+        filled in) and ``extra``, once every bucket's collective is done."""
+        for i, grad in enumerate(grads):
+            if self.grads[i] is None:
+                self.grads[i] = grad
+        last = len(self.buckets) - 1
+        while self.launched < last:
+            self._launch(self.launched, ())
+        self._launch(last, extra)
+        summed: list[torch.Tensor] = [torch.empty(0)] * len(self.params)
+        totals: list[torch.Tensor] = []
+        with torch.no_grad():
+            for b, (work, out) in enumerate(self.works):
+                try:
+                    work.wait()
+                except RuntimeError as exc:
+                    raise failed("the gradient all-reduce", exc) from exc
+                if self.combine is not None:
+                    out = self.combine(out.view(dist.get_world_size(), -1))
+                members = self.buckets[b]
+                like = [self.params[i] for i in members]
+                if b == last:
+                    like = [*like, *extra]
+                pieces = unflatten_like(out, like)
+                for i, piece in zip(members, pieces, strict=False):
+                    summed[i] = piece
+                if b == last:
+                    totals = pieces[len(members) :]
+        self._reset()
+        return summed, totals

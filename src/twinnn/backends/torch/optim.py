@@ -107,11 +107,64 @@ class TensorVector:
     def maximum(self, other: Any) -> TensorVector:
         return TensorVector(torch._foreach_maximum(self.items, other.items))
 
+    def scale_(self, factor: Any) -> TensorVector:
+        """In place for every tensor that is dense and shares memory with no other (a fresh
+        tensor per parameter costs a page fault per page on the CPU: for ``lm_lstm``'s 4.65 M
+        parameters, more than the multiplication); ``t * factor`` for the others."""
+        ok = _writable(self.items)
+        inplace = [t for t, w in zip(self.items, ok, strict=True) if w]
+        if inplace:
+            torch._foreach_mul_(inplace, factor)
+        if all(ok):
+            return self
+        fresh = iter(
+            torch._foreach_mul([t for t, w in zip(self.items, ok, strict=True) if not w], factor)
+        )
+        return TensorVector([t if w else next(fresh) for t, w in zip(self.items, ok, strict=True)])
+
+    def as_list(self) -> list[torch.Tensor]:
+        return list(self.items)
+
     def write_to(self, variables: Sequence[torch.Tensor]) -> None:
         torch._foreach_copy_(list(variables), self.items)
 
     def subtract_from(self, variables: Sequence[torch.Tensor]) -> None:
         torch._foreach_sub_(list(variables), self.items)
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements fill its memory span exactly once, in any dimension order
+    (an LSTM weight's gradient is a transposed view): not a stride-0 expanded gradient."""
+    if t.is_contiguous():
+        return True
+    expected = 1
+    layout = sorted((st, sz) for st, sz in zip(t.stride(), t.shape, strict=True) if sz != 1)
+    for stride, size in layout:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """The ``[start, end)`` byte range ``t`` can read."""
+    dims = zip(t.shape, t.stride(), strict=True)
+    last = sum((size - 1) * stride for size, stride in dims if size > 0)
+    start = t.data_ptr()
+    return start, start + (last + 1) * t.element_size()
+
+
+def _writable(tensors: Sequence[torch.Tensor]) -> list[bool]:
+    """For each tensor, whether writing it in place is safe: it is dense, and no two of
+    ``tensors`` share memory (autograd may hand one buffer to two inputs; then none is
+    written, the rare case kept simple)."""
+    spans = sorted(_span(t) for t in tensors)
+    reach = -1
+    for start, end in spans:
+        if start < reach:
+            return [False] * len(tensors)
+        reach = max(reach, end)
+    return [_dense(t) for t in tensors]
 
 
 def vector(tensors: Sequence[Any]) -> TensorVector:
