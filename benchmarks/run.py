@@ -395,7 +395,13 @@ def render(doc: dict[str, Any]) -> str:
             spreads = []
             for impl in IMPLEMENTATIONS:
                 r = impls.get(impl, {})
-                cells.append(_us(r.get("median_us")) if "error" not in r else "error")
+                cells.append(
+                    "error"
+                    if "error" in r
+                    else "not installed"
+                    if "skipped" in r
+                    else _us(r.get("median_us"))
+                )
                 spreads.append(f"{r['spread_pct']:.0f}%" if "spread_pct" in r else "—")
             diffs = ", ".join(
                 f"{w[k]:.0e}" if k in w else "—"

@@ -60,7 +60,7 @@ def _rank_slice(impl: Backend, rank: int, world_size: int, first: Any) -> Slice:
 
     def offset() -> Any:
         after = impl.convert([1 if r > rank else 0 for r in range(world_size)], "rows", "int64")
-        rows = impl.cast(impl.convert(impl.rows(first), "rows", "int64"), "int64")
+        rows = impl.convert(impl.rows(first), "rows", "int64")
         return impl.all_reduce_sum(after * rows)[rank]
 
     return Slice(impl, rank, world_size, offset, _gather_by_all_reduce(impl, rank, world_size))
