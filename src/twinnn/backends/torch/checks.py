@@ -33,19 +33,22 @@ def read_is_free(ok: torch.Tensor) -> bool:
 Message = str | Callable[[], str]  # a callable is called only when the check fails
 
 
-def require(ok: torch.Tensor, error: str, message: Message) -> None:
+def require(ok: torch.Tensor, error: str, message: Message) -> bool:
     """Raise ``BY_NAME[error](message)`` unless the bool scalar ``ok`` is true: at once on the
-    CPU or outside a step; on a GPU inside a step, when :func:`run_checked` reads it."""
+    CPU or outside a step; on a GPU inside a step, when :func:`run_checked` reads it. Returns
+    whether the check is still unread (deferred, or a device assertion under
+    ``torch.compile``): until it is, the values it guards may be out of range."""
     if not read_is_free(ok):
         if torch.compiler.is_compiling():
             torch._assert_async(ok, _text(message))
-            return
+            return True
         pending = getattr(_state, "pending", None)
         if pending is not None:
             pending.append((ok, error, message))
-            return
+            return True
     if not bool(ok):
         raise BY_NAME[error](_text(message))
+    return False
 
 
 def _text(message: Message) -> str:
@@ -117,8 +120,7 @@ def assert_in_range(x: torch.Tensor, low: int, high: int, error: str, message: s
     ok = _within(x, low, high)
     if ok is None:
         return x
-    require(ok, error, message)
-    if read_is_free(ok) or torch.compiler.is_compiling():
-        return x
+    if not require(ok, error, message) or torch.compiler.is_compiling():
+        return x  # read already, or a device assertion (torch.compile): nothing to guard
     # Read later (see the module doc): until then nothing may index with a value out of range.
     return torch.where(ok, x, torch.full_like(x, low))

@@ -96,8 +96,8 @@ def _check_lengths(lengths: torch.Tensor, time: int, layer: str) -> tuple[int, t
 
     On CPU: an :class:`~twinnn.errors.ArgumentError`, and the longest length (no step past
     it is run). On GPU: the check of :func:`checks.require` (no host read of the lengths
-    here), ``time``, and the lengths clamped to ``[0, time]`` (a check read after the
-    backward pass must not let a gather index out of bounds before it is read).
+    here), ``time``, and, while the check is unread, the lengths clamped to ``[0, time]``
+    (a check read after the backward pass must not let a gather index out of bounds first).
     """
     if lengths.numel() == 0:
         return 0, lengths
@@ -109,9 +109,10 @@ def _check_lengths(lengths: torch.Tensor, time: int, layer: str) -> tuple[int, t
             f"(0 <= len <= time of x), got values {bad}"
         )
 
-    if not checks.read_is_free(lengths):
-        checks.require(((lengths >= 0) & (lengths <= time)).all(), "ArgumentError", message)
-        return time, lengths.clamp(0, time)
+    if not checks.read_is_free(lengths):  # no host read of the lengths: run every step
+        ok = ((lengths >= 0) & (lengths <= time)).all()
+        unread = checks.require(ok, "ArgumentError", message)
+        return time, lengths.clamp(0, time) if unread else lengths
     low, high = int(lengths.min()), int(lengths.max())
     if low < 0 or high > time:
         raise ArgumentError(message())
