@@ -51,19 +51,15 @@ GradsOf = Callable[..., tuple[Any, Any, list[Any]]]
 
 def _rank_slice(impl: Backend, rank: int, world_size: int, first: Any) -> Slice:
     """This rank's :class:`Slice` (``first`` is its first step argument). The row offset is
-    computed when first used, so a model without dropout never pays it (every rank uses it
-    or none does: the same code runs everywhere): one all-reduce of a vector in which rank
-    ``q`` puts its row count in the slots of the ranks after it, so slot ``r`` sums the rows
-    before rank ``r`` (integers: exact in any order). An all-reduce, not a gather:
-    TensorFlow's ``all_gather`` first gathers the shapes, and in the middle of the forward
-    pass that cost a data-parallel ``lm_lstm`` step about a quarter of its time."""
+    computed when first used -- a gather of every rank's row count -- so a model without
+    dropout never pays it; every rank uses it or none does (the same code runs everywhere)."""
+    gather = _gather_by_all_reduce(impl, rank, world_size)
 
     def offset() -> Any:
-        after = impl.convert([1 if r > rank else 0 for r in range(world_size)], "rows", "int64")
-        rows = impl.convert(impl.rows(first), "rows", "int64")
-        return impl.all_reduce_sum(after * rows)[rank]
+        sizes = gather(impl.convert(impl.rows(first), "rows", "int64"))
+        return 0 if rank == 0 else fold(sizes, rank)
 
-    return Slice(impl, rank, world_size, offset, _gather_by_all_reduce(impl, rank, world_size))
+    return Slice(impl, rank, world_size, offset, gather)
 
 
 def _canonical(impl: Backend, x: Any) -> Any:
@@ -77,10 +73,10 @@ def _canonical(impl: Backend, x: Any) -> Any:
 def _gather_by_all_reduce(impl: Backend, rank: int, world_size: int) -> Callable[[Any], Any]:
     """``x -> (world_size, *x.shape)``, every rank's ``x`` in rank order, by one native
     all-reduce: rank ``r`` puts its ``x`` in row ``r`` of zeros, and a sum of one value and
-    zeros is that value exactly, in any order. For the small global values of a step (loss
-    denominators, BatchNorm sums): TensorFlow's ``all_gather`` is several collectives (it
-    gathers the shapes first), which in the middle of a step's graph cost far more than one
-    all-reduce."""
+    zeros is that value exactly, in any order. For the small global values of a step (row
+    counts, loss denominators, BatchNorm sums): TensorFlow's ``all_gather`` is several
+    collectives (it gathers the shapes first); as the dropout row offset, in the middle of
+    the forward pass, it cost a data-parallel ``lm_lstm`` step about a quarter of its time."""
 
     def gather(x: Any) -> Any:
         x = _canonical(impl, x)
